@@ -1,0 +1,5 @@
+import sys
+
+from landmark.cli import main
+
+sys.exit(main())

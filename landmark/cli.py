@@ -1,0 +1,46 @@
+"""The ``landmark`` command: one subcommand per module in ``landmark/commands``.
+
+Errors about user input (``LandmarkError``) are printed as one line and exit with status 2; Ctrl-C exits
+with 130. Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from landmark import __version__
+from landmark.commands import info
+from landmark.errors import LandmarkError
+
+COMMANDS = [info]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="landmark", description="PFLD facial landmarks for driver monitoring.")
+    parser.add_argument("--version", action="version", version=f"landmark {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in COMMANDS:
+        command.add_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        return args.run(args)
+    except LandmarkError as err:
+        print(f"landmark {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"landmark {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

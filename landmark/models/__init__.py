@@ -1,0 +1,1 @@
+"""Networks: YAML-built MobileNet backbones and the PFLD landmark network."""

@@ -1,0 +1,186 @@
+"""Backbones from YAML and the PFLD network: shapes, strides, parameter counts and config errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+import yaml
+
+from landmark.errors import ConfigError
+from landmark.models.backbone import build_classifier
+from landmark.models.pfld import build_auxiliary, build_pfld, load_model_config
+from landmark.models.summary import count_parameters, summarise_model
+
+MODELS = Path(__file__).resolve().parent.parent / "configs" / "models"
+PFLD_CONFIGS = ["pfld.yaml", "pfld_v2.yaml"]
+
+
+def write_yaml(path: Path, data: object) -> Path:
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)
+
+
+def test_mobilenet_v1_imagenet_layout() -> None:
+    model = build_classifier(MODELS / "mobilenet_v1.yaml", num_classes=1000)
+    assert 4.2e6 <= count_parameters(model) <= 4.25e6  # the paper's 4.2 M
+    features = model.backbone(torch.zeros(1, 3, 224, 224))
+    assert features[32].shape == (1, 1024, 7, 7)
+    # the depthwise conv of every stride-2 pair really downsamples: 5 stride-2 stages after the stem
+    assert sum(spec.stride == 2 for spec in model.backbone.specs) == 5
+
+
+@pytest.mark.parametrize("width", [1.0, 0.5])
+def test_mobilenet_v2_matches_torchvision(width: float) -> None:
+    ours = build_classifier(MODELS / "mobilenet_v2.yaml", width=width)
+    reference = torchvision.models.mobilenet_v2(width_mult=width)
+    assert count_parameters(ours) == count_parameters(reference)
+
+
+@pytest.mark.parametrize("config", PFLD_CONFIGS)
+@pytest.mark.parametrize("width", [1.0, 0.25])
+@pytest.mark.parametrize("num_points", [98, 68])
+def test_pfld_shapes(config: str, width: float, num_points: int) -> None:
+    cfg = load_model_config(MODELS / config, num_points=num_points, width=width)
+    model = build_pfld(cfg).eval()
+    x = torch.randn(2, 3, 112, 112)
+    landmarks, aux_features = model.forward_with_features(x)
+    assert landmarks.shape == (2, num_points, 2)
+    assert aux_features.shape[-2:] == (28, 28)
+    assert model.backbone(x)[8].shape[-2:] == (14, 14)
+    assert build_auxiliary(cfg, model)(aux_features).shape == (2, 3)
+    shapes = {s["stage"]: s["shape"] for s in summarise_model(model)["stages"]}
+    assert shapes["head.s2"][1:] == [7, 7] and shapes["head.s3"][1:] == [1, 1]
+    assert shapes["head.fc"] == [2 * num_points]
+
+
+@pytest.mark.parametrize("config", PFLD_CONFIGS)
+def test_stride_two_stages(config: str) -> None:
+    # stem + two more stride-2 layers reach stride 8 (14x14 at 112); the head adds the fourth (7x7)
+    model = build_pfld(load_model_config(MODELS / config))
+    assert sum(spec.stride == 2 for spec in model.backbone.specs) == 3
+    assert model.backbone.layer_strides[-1] == 8
+
+
+def test_inference_model_has_no_auxiliary_weights() -> None:
+    cfg = load_model_config(MODELS / "pfld.yaml")
+    model = build_pfld(cfg)
+    aux = build_auxiliary(cfg, model)
+    model_params = {id(p) for p in model.parameters()}
+    assert not model_params & {id(p) for p in aux.parameters()}
+    assert not any("aux" in name for name in model.state_dict())
+
+
+def test_input_size_is_configurable() -> None:
+    model = build_pfld(load_model_config(MODELS / "pfld.yaml", input_size=128)).eval()
+    assert model(torch.zeros(1, 3, 128, 128)).shape == (1, 98, 2)
+
+
+@pytest.mark.parametrize("config", PFLD_CONFIGS)
+def test_batch_equals_one_by_one_in_eval(config: str) -> None:
+    model = build_pfld(load_model_config(MODELS / config, width=0.25)).eval()
+    x = torch.randn(4, 3, 112, 112)
+    with torch.no_grad():
+        batch = model(x)
+        single = torch.cat([model(x[i : i + 1]) for i in range(4)])
+    torch.testing.assert_close(batch, single, atol=1e-5, rtol=1e-5)
+
+
+# --- malformed YAML -------------------------------------------------------------------------------------
+
+
+def v1_config(tmp_path: Path, body: list) -> Path:
+    backbone = {"type": "mobilenet_v1", "input_size": 112, "width_multiplier": 1.0, "stem": [32, 3, 2], "body": body}
+    write_yaml(tmp_path / "bb.yaml", backbone)
+    model = yaml.safe_load((MODELS / "pfld.yaml").read_text())
+    model["backbone"] = "bb.yaml"
+    return write_yaml(tmp_path / "model.yaml", model)
+
+
+GOOD_BODY = [[[32, 3, 1], [64, 1, 1]], [[64, 3, 2], [128, 1, 1]], [[128, 3, 2], [256, 1, 1]]]
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (GOOD_BODY[:2] + [[[128, 3], [256, 1, 1]]], r"bb\.yaml: body row 2 \(depthwise\): expected a row"),
+        (GOOD_BODY[:1] + [[[64, 3, 2], ["wide", 1, 1]]], r"bb\.yaml: body row 1 \(pointwise\).*positive integers"),
+        (GOOD_BODY[:1] + [[[64, 3, 2], [128.5, 1, 1]]], r"body row 1 \(pointwise\).*positive integers"),
+        (GOOD_BODY[:1] + [[[32, 3, 2], [128, 1, 1]]], r"body row 1 \(depthwise\): out_channels 32 must equal"),
+        (GOOD_BODY + [[0, [256, 3, 1], [256, 1, 1]]], r"body row 3: expected a positive repeat count"),
+        (GOOD_BODY + [[256, 3, 1]], r"body row 3: expected \[\[dw_out"),
+    ],
+)
+def test_malformed_backbone_rows(tmp_path: Path, body: list, expected: str) -> None:
+    with pytest.raises(ConfigError, match=expected):
+        load_model_config(v1_config(tmp_path, body))
+
+
+def test_unknown_keys_and_missing_files(tmp_path: Path) -> None:
+    path = v1_config(tmp_path, GOOD_BODY)
+    model = yaml.safe_load(path.read_text())
+    with pytest.raises(ConfigError, match=r"model\.yaml: unknown key 'num_point'"):
+        load_model_config(write_yaml(path, {**model, "num_point": 68}))
+    backbone = yaml.safe_load((tmp_path / "bb.yaml").read_text())
+    write_yaml(tmp_path / "bb.yaml", {**backbone, "depth": 3})
+    with pytest.raises(ConfigError, match=r"bb\.yaml: unknown key 'depth'"):
+        load_model_config(write_yaml(path, model))
+    with pytest.raises(ConfigError, match=r"missing\.yaml: config file not found"):
+        load_model_config(tmp_path / "missing.yaml")
+    with pytest.raises(ConfigError, match=r"backbone: file .*nothere\.yaml not found"):
+        load_model_config(write_yaml(path, {**model, "backbone": "nothere.yaml"}))
+
+
+def test_wrong_types_and_yaml_syntax(tmp_path: Path) -> None:
+    model = yaml.safe_load((MODELS / "pfld.yaml").read_text())
+    model["backbone"] = str(MODELS / "mobilenet_v1.yaml")
+    with pytest.raises(ConfigError, match=r"num_points: expected a positive integer, got '98'"):
+        load_model_config(write_yaml(tmp_path / "m.yaml", {**model, "num_points": "98"}))
+    with pytest.raises(ConfigError, match=r"input_size: expected a multiple of 16"):
+        load_model_config(write_yaml(tmp_path / "m.yaml", {**model, "input_size": 100}))
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("backbone: a\nhead: [1, 2\n")
+    with pytest.raises(ConfigError, match=r"broken\.yaml:\d+: "):
+        load_model_config(broken)
+    v2 = yaml.safe_load((MODELS / "mobilenet_v2.yaml").read_text())
+    v2["blocks"][2] = [6, 32, 3]
+    with pytest.raises(ConfigError, match=r"v2\.yaml: blocks row 2: expected a row \[t, c, n, s\]"):
+        build_classifier(write_yaml(tmp_path / "v2.yaml", v2))
+
+
+def test_info_command_prints_one_json_object() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "landmark", "info", "--config", str(MODELS / "pfld.yaml"), "--json", "-"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    summary = json.loads(result.stdout)
+    assert summary["params"] > 0 and summary["mflops"] > 0 and summary["size_mb"] > 0
+
+
+def test_info_command_bad_config_is_one_line(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "landmark", "info", "--config", str(tmp_path / "x.yaml")], capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "x.yaml: config file not found" in result.stderr
+
+
+def test_both_opencv_wheels_share_one_version() -> None:
+    from importlib.metadata import version
+
+    import cv2
+
+    assert version("opencv-python-headless") == version("opencv-contrib-python")
+    assert cv2.__version__ == version("opencv-python-headless").rsplit(".", 1)[0]
