@@ -1,0 +1,1 @@
+"""Data: annotation readers, landmark schemes, the face crop, head pose, augmentation and the Dataset."""

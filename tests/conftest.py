@@ -1,0 +1,79 @@
+"""Shared test fixtures: the real shared data folder (or a skip) and synthetic faces written to tmp_path."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from landmark.data.schemes import IBUG_68, Scheme
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def shared_data_root() -> Path:
+    """``$LANDMARK_SHARED_DATA``, defaulting to ``<repo root>/../shared/data``."""
+    return Path(os.environ.get("LANDMARK_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """The real annotated faces (read-only), or skip the test when they are not on this machine."""
+    root = shared_data_root()
+    if not (root / "faces300w" / "train").is_dir():
+        pytest.skip(f"shared face data not found at {root} (set LANDMARK_SHARED_DATA)")
+    return root
+
+
+def symmetric_points(scheme: Scheme, centre_x: float, top: float, spacing: float) -> np.ndarray:
+    """(K, 2) float32 points, mirror-symmetric about x = centre_x under the scheme's flip permutation.
+
+    Mirror pairs sit on a grid, six pairs per row, ``spacing`` pixels apart; midline points get their own
+    rows below. Not face-shaped, but well separated (for dot tests) and exactly symmetric (for flip tests).
+    """
+    perm = scheme.flip_permutation
+    points = np.zeros((scheme.num_points, 2), dtype=np.float32)
+    pairs = [(a, b) for a, b in enumerate(perm) if a < b]
+    midline = [a for a, b in enumerate(perm) if a == b]
+    for j, (a, b) in enumerate(pairs):
+        dx, y = (j % 6 + 0.5) * spacing, top + (j // 6) * spacing
+        points[a] = (centre_x - dx, y)
+        points[b] = (centre_x + dx, y)
+    first_row = (len(pairs) + 5) // 6
+    for j, a in enumerate(midline):
+        points[a] = (centre_x, top + (first_row + j) * spacing)
+    return points
+
+
+def draw_dots(image_size: tuple[int, int], points: np.ndarray, sigma: float = 1.0) -> np.ndarray:
+    """A black BGR uint8 image with a small Gaussian dot centred exactly (sub-pixel) on each point."""
+    width, height = image_size
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    canvas = np.zeros((height, width), dtype=np.float32)
+    for x, y in points:
+        canvas = np.maximum(canvas, np.exp(-((xs - x) ** 2 + (ys - y) ** 2) / (2 * sigma**2)))
+    return cv2.cvtColor(np.round(canvas * 255).astype(np.uint8), cv2.COLOR_GRAY2BGR)
+
+
+def write_synthetic_face(
+    folder: Path,
+    name: str = "face",
+    scheme: Scheme = IBUG_68,
+    image_size: tuple[int, int] = (200, 280),
+    spacing: float = 14.0,
+) -> tuple[Path, np.ndarray]:
+    """Write ``folder/name.png`` (dots on black, left-right symmetric) and return (path, (K, 2) points)."""
+    width, _ = image_size
+    points = symmetric_points(scheme, (width - 1) / 2, 30.0, spacing)
+    path = Path(folder) / f"{name}.png"
+    cv2.imwrite(str(path), draw_dots(image_size, points))
+    return path, points
+
+
+@pytest.fixture
+def synthetic_face(tmp_path: Path) -> tuple[Path, np.ndarray]:
+    """One symmetric 68-point synthetic face written to tmp_path: (image path, 0-based points)."""
+    return write_synthetic_face(tmp_path)
