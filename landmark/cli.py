@@ -11,10 +11,10 @@ import logging
 import sys
 
 from landmark import __version__
-from landmark.commands import info
+from landmark.commands import info, train
 from landmark.errors import LandmarkError
 
-COMMANDS = [info]
+COMMANDS = [info, train]
 
 
 def build_parser() -> argparse.ArgumentParser:

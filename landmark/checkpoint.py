@@ -1,0 +1,88 @@
+"""Checkpoints: written atomically, read with ``weights_only=True`` so a file from elsewhere cannot run code.
+
+A checkpoint is a dict of plain types and tensors:
+    model          state dict of the inference network (``PFLD``)
+    ema            state dict of its exponential moving average, or None
+    aux            state dict of the training-only auxiliary pose net, or None
+    model_config   the resolved model config (rebuilds the network without any YAML file)
+    scheme         landmark scheme name ("wflw98", "300w68")
+    train_config   the resolved training config (None for exported/shipped weights)
+    epoch, best_nme, history, optimizer, scheduler, scaler, rng   -- for ``--resume``
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from landmark.data.schemes import Scheme, scheme_for
+from landmark.errors import LandmarkError
+from landmark.models.pfld import PFLD, build_pfld, check_model_config
+
+REQUIRED_KEYS = ("model", "model_config", "scheme")
+
+
+def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
+    """Write to a temporary file in the same folder, then rename: a crash never leaves half a checkpoint."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint safely; any problem is one ``LandmarkError`` line naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise LandmarkError(f"{path}: checkpoint not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else "unsupported content"
+        raise LandmarkError(f"{path}: refused to load: it holds more than weights ({first_line[:120]})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
+        reason = str(err).strip().splitlines()[0][:120] if str(err).strip() else type(err).__name__
+        raise LandmarkError(f"{path}: not a readable PyTorch checkpoint ({reason})") from None
+    if not isinstance(state, dict) or any(key not in state for key in REQUIRED_KEYS):
+        raise LandmarkError(f"{path}: not a landmark checkpoint (expected keys {', '.join(REQUIRED_KEYS)})")
+    return state
+
+
+def model_from_checkpoint(state: dict[str, Any], source: str, prefer_ema: bool = True) -> tuple[PFLD, Scheme]:
+    """The inference network (EMA weights when the run kept them) and its landmark scheme, in eval mode."""
+    check_model_config(state["model_config"], f"{source}: model_config")
+    model = build_pfld(state["model_config"])
+    weights = state.get("ema") if prefer_ema and state.get("ema") is not None else state["model"]
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()[0][:160]
+        raise LandmarkError(f"{source}: weights do not match the model config stored with them ({first})") from None
+    try:
+        scheme = scheme_for(state["scheme"])
+    except ValueError as err:
+        raise LandmarkError(f"{source}: {err}") from None
+    if scheme.num_points != model.num_points:
+        raise LandmarkError(
+            f"{source}: scheme {scheme.name} has {scheme.num_points} points but the model predicts {model.num_points}"
+        )
+    return model.eval(), scheme
+
+
+def load_model(path: str | Path, prefer_ema: bool = True) -> tuple[PFLD, Scheme, dict[str, Any]]:
+    """Load a checkpoint file and build its inference network: (model, scheme, checkpoint dict)."""
+    state = load_checkpoint(path)
+    model, scheme = model_from_checkpoint(state, str(path), prefer_ema)
+    return model, scheme, state

@@ -1,0 +1,46 @@
+"""``landmark train``: train a PFLD model from a YAML config (also under ``torchrun``)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+from landmark.train.config import resolve_train_config
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("train", help="train a landmark model from a YAML config")
+    parser.add_argument("--config", type=Path, required=True, help="training YAML, e.g. configs/train/300w_68.yaml")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set data.root=DIR --set train.epochs=5 (repeatable)",
+    )
+    parser.add_argument("--out", type=Path, help="run folder (default: runs/<config name>-<time>)")
+    parser.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR from last.pt")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs one line per epoch)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from landmark.train.trainer import train  # torch and friends load only when training
+
+    cfg = resolve_train_config(args.config, args.overrides)
+    out_dir = args.out or args.resume
+    if out_dir is None:
+        out_dir = Path("runs") / f"{args.config.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    result = train(cfg, out_dir, resume=args.resume, progress=not args.no_progress)
+    if int(os.environ.get("RANK", 0)) == 0:
+        history = result["history"]
+        first, last = history[0], history[-1]
+        print(
+            f"validation NME {first['nme_mean']:.4f} (epoch {first['epoch']}) -> {last['nme_mean']:.4f} "
+            f"(epoch {last['epoch']}); best {result['best_nme']:.4f}"
+        )
+        print(f"run folder: {out_dir}  (best.pt, last.pt, metrics.csv, config.yaml, tensorboard/)")
+    return 0

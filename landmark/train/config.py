@@ -1,0 +1,166 @@
+"""Training configs: the YAML schema, ``--set key=value`` overrides, and validation before anything runs.
+
+A training YAML has the sections below; every key is optional except ``data.root`` and falls back to the
+default shown. Paths to other configs (``model.config``, ``augment``) are relative to the YAML file; data
+paths are relative to the working directory and may use ``$LANDMARK_SHARED_DATA``.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from landmark.config import check_keys, expand_path, load_yaml
+from landmark.data.augment import load_augment_config, validate_augment_config
+from landmark.errors import ConfigError
+from landmark.models.pfld import load_model_config
+from landmark.train.losses import build_loss
+
+NUMBER = (int, float)
+OPTIONAL_NUMBER = (int, float, type(None))
+
+# section -> key -> (allowed types, default)
+SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
+    "model": {
+        "config": ((str,), "../models/pfld.yaml"),
+        "width": (OPTIONAL_NUMBER, None),
+        "num_points": ((int, type(None)), None),
+        "input_size": ((int, type(None)), None),
+    },
+    "data": {
+        "format": ((str,), "wflw"),
+        "root": ((str,), None),
+        "val_fraction": (OPTIONAL_NUMBER, None),
+        "split_seed": ((int,), 0),
+        "skip_invalid": ((bool,), False),
+        "crop_scale": (NUMBER, 1.25),
+        "box_source": ((str,), "points"),
+        "box_jitter": (NUMBER, 0.0),
+        "workers": ((int,), 2),
+    },
+    "optim": {
+        "name": ((str,), "adamw"),
+        "lr": (NUMBER, 1e-3),
+        "weight_decay": (NUMBER, 1e-4),
+        "momentum": (NUMBER, 0.9),
+    },
+    "schedule": {
+        "name": ((str,), "cosine"),
+        "warmup_epochs": (NUMBER, 1),
+        "min_lr": (NUMBER, 1e-5),
+        "milestones": ((list,), [30, 45]),
+        "gamma": (NUMBER, 0.1),
+    },
+    "train": {
+        "epochs": ((int,), 10),
+        "batch_size": ((int,), 64),
+        "grad_clip": (OPTIONAL_NUMBER, 5.0),
+        "amp": ((bool,), True),
+        "ema": (OPTIONAL_NUMBER, None),
+        "seed": ((int,), 0),
+        "device": ((str,), "auto"),
+        "flip_test": ((bool,), False),
+    },
+}
+FREE_SECTIONS = {"augment", "loss"}  # validated by their own modules
+CHOICES = {
+    ("data", "format"): ("wflw", "300w", "csv", "json"),
+    ("data", "box_source"): ("points", "box"),
+    ("optim", "name"): ("adam", "adamw", "sgd"),
+    ("schedule", "name"): ("cosine", "step"),
+}
+DEFAULT_LOSS = {"name": "wing", "pfld": {"enabled": True}}
+
+
+def _type_names(types: tuple[type, ...]) -> str:
+    return " or ".join(
+        "null" if t is type(None) else {"int": "integer", "float": "number"}.get(t.__name__, t.__name__) for t in types
+    )
+
+
+def apply_overrides(cfg: dict, overrides: list[str], source: str) -> dict:
+    """Apply ``--set section.key=value`` overrides; values are parsed as YAML (so 3, 0.5, true work)."""
+    cfg = copy.deepcopy(cfg)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item}: expected section.key=value, e.g. data.root=/data/wflw")
+        dotted, raw = item.split("=", 1)
+        keys = dotted.split(".")
+        node = cfg
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {dotted}: '{key}' in {source} is not a section")
+        try:
+            node[keys[-1]] = yaml.safe_load(raw) if raw else ""
+        except yaml.YAMLError:
+            node[keys[-1]] = raw
+    return cfg
+
+
+def resolve_train_config(path: str | Path, overrides: list[str] | None = None) -> dict[str, Any]:
+    """Read, override and check a training YAML; return it with every default filled in.
+
+    The result also holds the resolved model config (``model_config``) and augmentation (``augment``), so
+    the copy saved in a run folder or checkpoint describes the run completely.
+    """
+    path = Path(path)
+    raw = apply_overrides(load_yaml(path), overrides or [], str(path))
+    check_keys(raw, set(SCHEMA) | FREE_SECTIONS, str(path))
+    cfg: dict[str, Any] = {}
+    for section, keys in SCHEMA.items():
+        given = raw.get(section, {})
+        if not isinstance(given, dict):
+            raise ConfigError(f"{path}: {section}: expected a mapping of keys, got {given!r}")
+        check_keys(given, set(keys), f"{path}: {section}")
+        cfg[section] = {}
+        for key, (types, default) in keys.items():
+            value = given.get(key, default)
+            where = f"{path}: {section}.{key}"
+            if value is None and type(None) not in types:
+                raise ConfigError(f"{where}: missing; expected {_type_names(types)}")
+            if isinstance(value, bool) and bool not in types or not isinstance(value, types):
+                raise ConfigError(f"{where}: expected {_type_names(types)}, got {value!r}")
+            choices = CHOICES.get((section, key))
+            if choices and value not in choices:
+                raise ConfigError(f"{where}: expected one of {', '.join(choices)}, got {value!r}")
+            cfg[section][key] = value
+    _check_ranges(cfg, str(path))
+
+    model_path = expand_path(cfg["model"]["config"], path.parent)
+    model = cfg["model"]
+    cfg["model_config"] = load_model_config(model_path, model["num_points"], model["width"], model["input_size"])
+    cfg["model"]["config"] = str(model_path)
+
+    augment = raw.get("augment", "default")
+    if isinstance(augment, str):
+        candidate = expand_path(augment, path.parent)
+        cfg["augment"] = load_augment_config(candidate if candidate.exists() else augment)
+    else:
+        cfg["augment"] = validate_augment_config(augment, f"{path}: augment")
+
+    cfg["loss"] = raw.get("loss", DEFAULT_LOSS)
+    try:
+        build_loss(cfg["loss"])
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+    cfg["data"]["root"] = str(expand_path(cfg["data"]["root"]))
+    cfg["source"] = str(path)
+    return cfg
+
+
+def _check_ranges(cfg: dict, where: str) -> None:
+    positive = [("optim", "lr"), ("train", "epochs"), ("train", "batch_size"), ("data", "crop_scale")]
+    for section, key in positive:
+        if cfg[section][key] <= 0:
+            raise ConfigError(f"{where}: {section}.{key}: expected a positive number, got {cfg[section][key]}")
+    if cfg["data"]["workers"] < 0:
+        raise ConfigError(f"{where}: data.workers: expected 0 or more, got {cfg['data']['workers']}")
+    ema = cfg["train"]["ema"]
+    if ema is not None and not 0.0 < ema < 1.0:
+        raise ConfigError(f"{where}: train.ema: expected a decay in (0, 1) such as 0.999, or null, got {ema}")
+    if cfg["train"]["device"] not in ("auto", "cpu") and not cfg["train"]["device"].startswith("cuda"):
+        raise ConfigError(f"{where}: train.device: expected auto, cpu or cuda[:N], got {cfg['train']['device']!r}")

@@ -1,0 +1,426 @@
+"""The training loop: a resolved config in, a run folder with checkpoints and metrics out.
+
+Read ``train`` from top to bottom: set up (distributed, seeds, data, model, optimiser), optionally resume,
+then for each epoch train, validate, log and checkpoint. Runs the same on one CPU, one GPU, or several
+processes under ``torchrun`` (DistributedDataParallel: gloo on CPU, NCCL on GPU; rank 0 alone logs and
+writes files).
+
+Reproducibility: every random stream is derived from ``train.seed`` and the epoch number -- the shuffle
+order, each DataLoader worker's augmentation stream, and the main-process augmentation stream -- so two
+epochs in one go and one epoch + ``--resume`` + one epoch produce the same weights on CPU.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import logging
+import math
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import yaml
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
+from tqdm import tqdm
+
+from landmark.checkpoint import load_checkpoint, save_checkpoint
+from landmark.data.dataset import LandmarkDataset, build_records, worker_init_fn
+from landmark.data.schemes import scheme_for
+from landmark.errors import LandmarkError
+from landmark.models.pfld import PFLD, build_auxiliary, build_pfld
+from landmark.train.evaluate import predict_loader, score
+from landmark.train.losses import PFLDLoss, build_loss
+
+logger = logging.getLogger(__name__)
+
+
+class TrainingNet(nn.Module):
+    """The inference network plus, when the loss needs head pose, the auxiliary pose net (one DDP unit)."""
+
+    def __init__(self, model: PFLD, aux: nn.Module | None) -> None:
+        super().__init__()
+        self.model = model
+        self.aux = aux
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        landmarks, features = self.model.forward_with_features(images)
+        angles = self.aux(features) if self.aux is not None else None
+        return landmarks, angles
+
+
+class EMA:
+    """Exponential moving average of the weights, with the usual warm-up so early steps are not frozen in."""
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+        self.decay = decay
+        self.updates = 0
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        self.updates += 1
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for ema_value, value in zip(self.model.state_dict().values(), model.state_dict().values(), strict=True):
+            if ema_value.dtype.is_floating_point:
+                ema_value.lerp_(value.detach(), 1.0 - decay)
+            else:
+                ema_value.copy_(value)
+
+
+@dataclass
+class Distributed:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(device_name: str) -> tuple[Distributed, torch.device]:
+    """Join the process group when launched by torchrun (RANK/WORLD_SIZE set), and pick the device."""
+    world = Distributed(
+        int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
+    )
+    use_cuda = device_name.startswith("cuda") or (device_name == "auto" and torch.cuda.is_available())
+    if use_cuda and not torch.cuda.is_available():
+        raise LandmarkError(f"train.device is {device_name!r} but CUDA is not available on this machine")
+    if use_cuda:
+        # under torchrun each process takes the GPU of its local rank
+        device = (
+            torch.device("cuda", world.local_rank)
+            if world.enabled or device_name == "auto"
+            else torch.device(device_name)
+        )
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+    if world.enabled and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    return world, device
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict[str, Any]:
+    np_state = np.random.get_state()
+    return {
+        "python": random.getstate(),
+        "torch": torch.get_rng_state(),
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
+    }
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    torch.set_rng_state(state["torch"])
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
+
+
+def lr_factor(step: int, steps_per_epoch: int, schedule: dict, epochs: int, base_lr: float) -> float:
+    """Multiplier of the base learning rate after ``step`` optimiser steps: linear warm-up, then cosine or step."""
+    warmup = schedule["warmup_epochs"] * steps_per_epoch
+    if step < warmup:
+        return (step + 1) / warmup
+    if schedule["name"] == "step":
+        epoch = step // steps_per_epoch
+        return schedule["gamma"] ** sum(epoch >= m for m in schedule["milestones"])
+    total = max(1, epochs * steps_per_epoch - warmup)
+    progress = min(1.0, (step - warmup) / total)
+    floor = schedule["min_lr"] / base_lr
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def build_optimizer(params: list[nn.Parameter], optim: dict) -> torch.optim.Optimizer:
+    if optim["name"] == "sgd":
+        return torch.optim.SGD(
+            params, lr=optim["lr"], momentum=optim["momentum"], weight_decay=optim["weight_decay"], nesterov=True
+        )
+    cls = torch.optim.AdamW if optim["name"] == "adamw" else torch.optim.Adam
+    return cls(params, lr=optim["lr"], weight_decay=optim["weight_decay"])
+
+
+def build_datasets(cfg: dict) -> tuple[LandmarkDataset, LandmarkDataset]:
+    data, model_cfg = cfg["data"], cfg["model_config"]
+    scheme = scheme_for(model_cfg["num_points"])
+    common = {
+        "scheme": scheme,
+        "input_size": model_cfg["input_size"],
+        "crop_scale": data["crop_scale"],
+        "box_source": data["box_source"],
+    }
+    train_set = LandmarkDataset(
+        build_records(data, "train"),
+        augment=cfg["augment"],
+        box_jitter=data["box_jitter"],
+        seed=cfg["train"]["seed"],
+        **common,
+    )
+    val_set = LandmarkDataset(build_records(data, "val"), augment=None, **common)
+    return train_set, val_set
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    return seed * 100_003 + epoch
+
+
+def make_train_loader(dataset: LandmarkDataset, cfg: dict, world: Distributed, epoch: int) -> DataLoader:
+    """A fresh loader per epoch whose shuffle and augmentation streams depend only on (seed, epoch)."""
+    seed = epoch_seed(cfg["train"]["seed"], epoch)
+    dataset.reseed(seed)  # the main-process stream (workers reseed from the loader's generator)
+    generator = torch.Generator().manual_seed(seed)
+    if world.enabled:
+        sampler = DistributedSampler(dataset, world.world_size, world.rank, shuffle=True, seed=cfg["train"]["seed"])
+        sampler.set_epoch(epoch)
+    else:
+        sampler = RandomSampler(dataset, generator=generator)
+    batch_size = cfg["train"]["batch_size"]
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=cfg["data"]["workers"],
+        worker_init_fn=worker_init_fn,
+        generator=generator,
+        drop_last=len(dataset) >= batch_size * 2,
+        pin_memory=torch.cuda.is_available(),
+    )
+
+
+def validate(model: nn.Module, dataset: LandmarkDataset, cfg: dict, device: torch.device) -> dict:
+    loader = DataLoader(dataset, batch_size=128, num_workers=cfg["data"]["workers"], worker_init_fn=worker_init_fn)
+    out = predict_loader(model, loader, dataset.scheme, device, cfg["train"]["flip_test"])
+    return score(out["pred"], out["gt"], dataset.scheme)
+
+
+class MetricsLog:
+    """metrics.csv (one row per epoch) and TensorBoard scalars, written by rank 0 only."""
+
+    FIELDS = ["epoch", "train_loss", "lr", "val_nme", "val_fr10", "val_auc10", "seconds", "data_wait"]
+
+    def __init__(self, out_dir: Path) -> None:
+        from torch.utils.tensorboard import SummaryWriter  # imported here: slow, and only rank 0 needs it
+
+        self.csv_path = out_dir / "metrics.csv"
+        if not self.csv_path.exists():
+            with self.csv_path.open("w", newline="") as handle:
+                csv.writer(handle).writerow(self.FIELDS)
+        self.writer = SummaryWriter(str(out_dir / "tensorboard"))
+
+    def write(self, row: dict) -> None:
+        with self.csv_path.open("a", newline="") as handle:
+            csv.writer(handle).writerow([row.get(f, "") for f in self.FIELDS])
+        for key, value in row.items():
+            if key != "epoch" and isinstance(value, float):
+                self.writer.add_scalar(key, value, row["epoch"])
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def train(cfg: dict, out_dir: str | Path, resume: str | Path | None = None, progress: bool = True) -> dict:
+    """Train as ``cfg`` says, writing ``out_dir``; return the final validation summary and history."""
+    out_dir = Path(out_dir)
+    world, device = setup_distributed(cfg["train"]["device"])
+    seed_everything(cfg["train"]["seed"])
+    use_amp = cfg["train"]["amp"] and device.type == "cuda"
+
+    # ---- data, model, loss, optimiser ----
+    train_set, val_set = build_datasets(cfg)
+    scheme = train_set.scheme
+    model = build_pfld(cfg["model_config"])
+    criterion = build_loss(cfg["loss"])
+    aux = build_auxiliary(cfg["model_config"], model) if isinstance(criterion, PFLDLoss) else None
+    net = TrainingNet(model, aux).to(device)
+    optimizer = build_optimizer(list(net.parameters()), cfg["optim"])
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    ema = EMA(model, cfg["train"]["ema"]) if cfg["train"]["ema"] else None
+    epochs = cfg["train"]["epochs"]
+    steps_per_epoch = len(make_train_loader(train_set, cfg, Distributed(0, world.world_size), 0))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, steps_per_epoch, cfg["schedule"], epochs, cfg["optim"]["lr"])
+    )
+
+    # ---- resume ----
+    start_epoch, best_nme, history = 0, math.inf, []
+    if resume is not None:
+        state = load_checkpoint(Path(resume) / "last.pt" if Path(resume).is_dir() else resume)
+        if state["model_config"]["num_points"] != cfg["model_config"]["num_points"]:
+            raise LandmarkError(
+                f"{resume}: checkpoint predicts {state['model_config']['num_points']} points but the "
+                f"config asks for {cfg['model_config']['num_points']}"
+            )
+        model.load_state_dict(state["model"])
+        if aux is not None and state.get("aux") is not None:
+            aux.load_state_dict(state["aux"])
+        if ema is not None and state.get("ema") is not None:
+            ema.model.load_state_dict(state["ema"])
+            ema.updates = state.get("ema_updates", 0)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        restore_rng_state(state["rng"])
+        start_epoch, best_nme, history = state["epoch"], state["best_nme"], state["history"]
+        logger.info("resumed from %s at epoch %d", resume, start_epoch)
+    if ema is not None:
+        ema.model.to(device)
+
+    ddp_net = (
+        DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+        if world.enabled
+        else net
+    )
+    eval_model = lambda: ema.model if ema is not None else model  # noqa: E731
+
+    metrics = None
+    if world.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+        metrics = MetricsLog(out_dir)
+        logger.info(
+            "training %s on %d faces, validating on %d; %d steps per epoch; device %s%s",
+            scheme.name,
+            len(train_set),
+            len(val_set),
+            steps_per_epoch,
+            device,
+            f" x{world.world_size} processes" if world.enabled else "",
+        )
+        if not history:
+            before = validate(eval_model(), val_set, cfg, device)
+            history.append({"epoch": 0, **before})
+            logger.info("epoch 0 (untrained): val NME %.4f", before["nme_mean"])
+
+    def checkpoint(epoch: int) -> dict:
+        return {
+            "model": model.state_dict(),
+            "ema": ema.model.state_dict() if ema else None,
+            "ema_updates": ema.updates if ema else 0,
+            "aux": aux.state_dict() if aux else None,
+            "model_config": cfg["model_config"],
+            "scheme": scheme.name,
+            "train_config": cfg,
+            "epoch": epoch,
+            "best_nme": best_nme,
+            "history": history,
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict(),
+            "rng": rng_state(),
+        }
+
+    epoch = start_epoch
+    try:
+        for epoch in range(start_epoch, epochs):
+            # ---- train one epoch ----
+            net.train()
+            loader = make_train_loader(train_set, cfg, world, epoch)
+            started, data_wait, losses = time.perf_counter(), 0.0, []
+            bar = tqdm(
+                loader,
+                desc=f"epoch {epoch + 1}/{epochs}",
+                disable=not (progress and world.is_main),
+                leave=False,
+                dynamic_ncols=True,
+            )
+            tick = time.perf_counter()
+            for batch in bar:
+                data_wait += time.perf_counter() - tick
+                images = batch["image"].to(device, non_blocking=True)
+                target = batch["landmarks"].to(device, non_blocking=True)
+                with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+                    landmarks, angles = ddp_net(images)
+                if aux is not None:
+                    loss, _ = criterion(
+                        landmarks.float(),
+                        target,
+                        angles.float(),
+                        batch["angles"].to(device),
+                        batch["attributes"].to(device),
+                    )
+                else:
+                    loss = criterion(landmarks.float(), target)
+                if not torch.isfinite(loss):
+                    raise LandmarkError(
+                        f"loss became {loss.item()} at epoch {epoch + 1}: lower optim.lr or set train.grad_clip"
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                if cfg["train"]["grad_clip"]:
+                    scaler.unscale_(optimizer)
+                    nn.utils.clip_grad_norm_(net.parameters(), cfg["train"]["grad_clip"])
+                scaler.step(optimizer)
+                scaler.update()
+                scheduler.step()
+                if ema is not None:
+                    ema.update(model)
+                losses.append(loss.item())
+                bar.set_postfix(loss=f"{losses[-1]:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
+                tick = time.perf_counter()
+            bar.close()
+            seconds = time.perf_counter() - started
+
+            # ---- validate, log, checkpoint (rank 0) ----
+            if world.is_main:
+                val = validate(eval_model(), val_set, cfg, device)
+                history.append({"epoch": epoch + 1, **val})
+                row = {
+                    "epoch": epoch + 1,
+                    "train_loss": float(np.mean(losses)) if losses else float("nan"),
+                    "lr": float(scheduler.get_last_lr()[0]),
+                    "val_nme": val["nme_mean"],
+                    "val_fr10": val["fr10"],
+                    "val_auc10": val["auc10"],
+                    "seconds": seconds,
+                    "data_wait": data_wait / max(seconds, 1e-9),
+                }
+                metrics.write(row)
+                logger.info(
+                    "epoch %d/%d  loss %.4f  val NME %.4f  FR@10 %.3f  AUC@10 %.3f  (%.1fs, %.0f%% waiting for data)",
+                    epoch + 1,
+                    epochs,
+                    row["train_loss"],
+                    val["nme_mean"],
+                    val["fr10"],
+                    val["auc10"],
+                    seconds,
+                    100 * row["data_wait"],
+                )
+                if val["nme_mean"] < best_nme:
+                    best_nme = val["nme_mean"]
+                    save_checkpoint(checkpoint(epoch + 1), out_dir / "best.pt")
+                save_checkpoint(checkpoint(epoch + 1), out_dir / "last.pt")
+            if world.enabled:
+                dist.barrier()
+    except KeyboardInterrupt:
+        if world.is_main:
+            # the interrupted epoch is incomplete: resuming restarts it from these weights
+            save_checkpoint(checkpoint(epoch), out_dir / "last.pt")
+            logger.warning("interrupted: saved %s (resume with --resume %s)", out_dir / "last.pt", out_dir)
+        raise
+    finally:
+        if metrics is not None:
+            metrics.close()
+        if world.enabled and dist.is_initialized():
+            dist.destroy_process_group()
+    return {"history": history, "best_nme": best_nme, "out_dir": str(out_dir)}
