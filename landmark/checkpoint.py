@@ -26,6 +26,15 @@ from landmark.errors import LandmarkError
 from landmark.models.pfld import PFLD, build_pfld, check_model_config
 
 REQUIRED_KEYS = ("model", "model_config", "scheme")
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"  # the package's default model lives here
+
+
+def default_model_path(suffix: str = ".pt") -> Path:
+    """The shipped default model (``default.pt`` or ``default.onnx``); ``LandmarkError`` when absent."""
+    path = WEIGHTS_DIR / f"default{suffix}"
+    if not path.is_file():
+        raise LandmarkError(f"no model given and no default model installed at {path}: pass --checkpoint/--model")
+    return path
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:

@@ -11,10 +11,11 @@ import logging
 import sys
 
 from landmark import __version__
-from landmark.commands import info, train
+from landmark.commands import demo, dms_eval, export, info, predict, train
+from landmark.commands import eval as eval_command
 from landmark.errors import LandmarkError
 
-COMMANDS = [info, train]
+COMMANDS = [info, train, eval_command, dms_eval, export, predict, demo]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -23,6 +23,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--out", type=Path, help="run folder (default: runs/<config name>-<time>)")
     parser.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR from last.pt")
+    parser.add_argument(
+        "--stop-after",
+        type=int,
+        metavar="EPOCH",
+        help="stop after this epoch, keeping the schedule (continue later with --resume)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs one line per epoch)")
     parser.set_defaults(run=run)
 
@@ -34,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     out_dir = args.out or args.resume
     if out_dir is None:
         out_dir = Path("runs") / f"{args.config.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-    result = train(cfg, out_dir, resume=args.resume, progress=not args.no_progress)
+    result = train(cfg, out_dir, resume=args.resume, progress=not args.no_progress, stop_after=args.stop_after)
     if int(os.environ.get("RANK", 0)) == 0:
         history = result["history"]
         first, last = history[0], history[-1]

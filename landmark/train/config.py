@@ -81,6 +81,14 @@ def _type_names(types: tuple[type, ...]) -> str:
     )
 
 
+def _yaml11_float(text: str) -> float | str:
+    """YAML 1.1 reads ``1e-4`` (no dot) as a string; accept it as the number the user meant."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
 def apply_overrides(cfg: dict, overrides: list[str], source: str) -> dict:
     """Apply ``--set section.key=value`` overrides; values are parsed as YAML (so 3, 0.5, true work)."""
     cfg = copy.deepcopy(cfg)
@@ -120,6 +128,8 @@ def resolve_train_config(path: str | Path, overrides: list[str] | None = None) -
         for key, (types, default) in keys.items():
             value = given.get(key, default)
             where = f"{path}: {section}.{key}"
+            if float in types and isinstance(value, str):
+                value = _yaml11_float(value)
             if value is None and type(None) not in types:
                 raise ConfigError(f"{where}: missing; expected {_type_names(types)}")
             if isinstance(value, bool) and bool not in types or not isinstance(value, types):

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from landmark.data.schemes import Scheme
-from landmark.train.metrics import per_face_nme, summarise
+from landmark.train.metrics import attribute_subsets, per_face_nme, per_landmark_error, summarise
 
 
 @torch.no_grad()
@@ -46,3 +46,18 @@ def predict_loader(
 def score(pred: np.ndarray, gt: np.ndarray, scheme: Scheme, mode: str = "inter_ocular") -> dict:
     """NME summary (``nme_mean``, ``nme_median``, ``fr10``, ``auc10``, ``n``) for (N, K, 2) arrays."""
     return summarise(per_face_nme(pred, gt, scheme, mode))
+
+
+def evaluate_predictions(pred: np.ndarray, gt: np.ndarray, attributes: np.ndarray, scheme: Scheme) -> dict:
+    """The full evaluation report: inter-ocular NME summary at the top level (``nme_mean``, ``nme_median``,
+    ``fr10``, ``auc10``, ``n``), the other normalisations, WFLW's attribute subsets (when any flag is set),
+    the mean error per landmark and the per-face NMEs (for CED plots)."""
+    nme = per_face_nme(pred, gt, scheme, "inter_ocular")
+    result = summarise(nme)
+    result["normalisations"] = {
+        mode: summarise(per_face_nme(pred, gt, scheme, mode)) for mode in ("inter_ocular", "inter_pupil", "box")
+    }
+    result["subsets"] = attribute_subsets(nme, attributes) if attributes.any() else {}
+    result["per_landmark"] = [round(float(e), 6) for e in per_landmark_error(pred, gt, scheme, "inter_ocular")]
+    result["per_face_nme"] = [round(float(e), 6) for e in nme]
+    return result

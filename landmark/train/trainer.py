@@ -238,8 +238,18 @@ class MetricsLog:
         self.writer.close()
 
 
-def train(cfg: dict, out_dir: str | Path, resume: str | Path | None = None, progress: bool = True) -> dict:
-    """Train as ``cfg`` says, writing ``out_dir``; return the final validation summary and history."""
+def train(
+    cfg: dict,
+    out_dir: str | Path,
+    resume: str | Path | None = None,
+    progress: bool = True,
+    stop_after: int | None = None,
+) -> dict:
+    """Train as ``cfg`` says, writing ``out_dir``; return the validation history and best NME.
+
+    ``stop_after`` ends the run after that epoch without changing the schedule, so a long schedule can be
+    split into sessions with ``--resume``.
+    """
     out_dir = Path(out_dir)
     world, device = setup_distributed(cfg["train"]["device"])
     seed_everything(cfg["train"]["seed"])
@@ -331,7 +341,7 @@ def train(cfg: dict, out_dir: str | Path, resume: str | Path | None = None, prog
 
     epoch = start_epoch
     try:
-        for epoch in range(start_epoch, epochs):
+        for epoch in range(start_epoch, min(epochs, stop_after or epochs)):
             # ---- train one epoch ----
             net.train()
             loader = make_train_loader(train_set, cfg, world, epoch)

@@ -1,0 +1,195 @@
+"""``landmark eval``: NME / FR / AUC of a model on a test split, with a CED plot and a Markdown report."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from landmark.checkpoint import default_model_path, load_model
+from landmark.commands.output import write_atomic, write_json
+from landmark.data.dataset import LandmarkDataset, build_records
+from landmark.data.readers import FaceRecord
+from landmark.errors import LandmarkError
+from landmark.train.evaluate import evaluate_predictions, predict_loader
+from landmark.train.metrics import plot_ced
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("eval", help="evaluate NME / FR / AUC on a test split")
+    parser.add_argument("--checkpoint", type=Path, help="model checkpoint (.pt); default: the package's default model")
+    parser.add_argument("--data-format", required=True, choices=["wflw", "300w", "csv", "json"])
+    parser.add_argument(
+        "--data",
+        type=Path,
+        required=True,
+        help="WFLW folder (its test list) or list file, 300-W folder, or CSV/JSON file",
+    )
+    parser.add_argument(
+        "--box",
+        choices=["gt", "detector"],
+        default="gt",
+        help="crop around the landmark box (gt) or the shipped face detector's box (detector)",
+    )
+    parser.add_argument("--detector", default="haar", help="detector for --box detector (default: %(default)s)")
+    parser.add_argument("--detector-model", help="model file for the mediapipe / yunet detectors")
+    parser.add_argument("--flip-test", action="store_true", help="average with the prediction on the mirrored crop")
+    parser.add_argument("--skip-invalid", action="store_true", help="skip malformed samples instead of stopping")
+    parser.add_argument("--json", metavar="PATH", help="write the results as JSON ('-' for standard output)")
+    parser.add_argument("--report", type=Path, metavar="DIR", help="write report.md, ced.png and results.json here")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.set_defaults(run=run)
+
+
+def detector_boxes(
+    records: list[FaceRecord], detector_name: str, detector_model: str | None, min_iou: float = 0.3
+) -> tuple[list[FaceRecord], int]:
+    """Replace each record's box by the detection that best overlaps its landmark box (mapped to a landmark-box
+    estimate); fall back to the landmark box when nothing overlaps. Returns (records, number of fallbacks)."""
+    from dataclasses import replace
+
+    from landmark.data.crop import face_box_from_points
+    from landmark.data.dataset import load_image
+    from landmark.detect import build_detector
+
+    detector = build_detector(detector_name, detector_model)
+    out, fallbacks = [], 0
+    for record in tqdm(records, desc="detecting faces", leave=False):
+        truth = face_box_from_points(record.points)
+        detections = detector.detect(load_image(record.image_path))
+        ious = [box_iou(d[:4], truth) for d in detections]
+        if ious and max(ious) >= min_iou:
+            box = detector.to_landmark_box(detections[int(np.argmax(ious))][:4])
+        else:
+            box, fallbacks = truth, fallbacks + 1
+        out.append(replace(record, box=np.asarray(box, dtype=np.float32)))
+    return out, fallbacks
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> float:
+    x1, y1 = max(a[0], b[0]), max(a[1], b[1])
+    x2, y2 = min(a[2], b[2]), min(a[3], b[3])
+    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+def run(args: argparse.Namespace) -> int:
+    checkpoint = args.checkpoint or default_model_path(".pt")
+    model, scheme, state = load_model(checkpoint)
+    records = build_records(
+        {"format": args.data_format, "root": str(args.data), "skip_invalid": args.skip_invalid}, "test"
+    )
+    counts = {len(r.points) for r in records}
+    if counts != {scheme.num_points}:
+        raise LandmarkError(
+            f"{checkpoint} predicts {scheme.num_points} points ({scheme.name}) but {args.data} has "
+            f"{'/'.join(map(str, sorted(counts)))}-point annotations: use a model of that scheme"
+        )
+    fallbacks = 0
+    if args.box == "detector":
+        records, fallbacks = detector_boxes(records, args.detector, args.detector_model)
+    train_cfg = state.get("train_config") or {}
+    crop_scale = train_cfg.get("data", {}).get("crop_scale", 1.25)
+    dataset = LandmarkDataset(
+        records,
+        scheme,
+        model.input_size,
+        crop_scale,
+        augment=None,
+        box_source="box" if args.box == "detector" else "points",
+    )
+    loader = DataLoader(dataset, batch_size=args.batch_size, num_workers=0)
+    with torch.inference_mode():
+        out = predict_loader(
+            model, tqdm(loader, desc="evaluating", leave=False), scheme, torch.device("cpu"), args.flip_test
+        )
+    result = evaluate_predictions(out["pred"], out["gt"], out["attributes"], scheme)
+    result.update(
+        {
+            "fallbacks": fallbacks,
+            "box": args.box,
+            "flip_test": args.flip_test,
+            "checkpoint": str(checkpoint),
+            "data": str(args.data),
+            "scheme": scheme.name,
+        }
+    )
+
+    if args.json == "-":
+        write_json("-", result)
+    else:
+        print(format_summary(result))
+        if args.json:
+            write_json(args.json, result)
+            print(f"wrote {args.json}")
+    if args.report:
+        write_report(result, np.asarray(result["per_face_nme"]), args.report)
+        if args.json != "-":
+            print(f"report: {args.report / 'report.md'}  (ced.png, results.json)")
+    return 0
+
+
+def format_summary(result: dict) -> str:
+    lines = [
+        f"{result['n']} faces  ({result['scheme']}, box {result['box']}"
+        + (f", {result['fallbacks']} fell back to the landmark box" if result["box"] == "detector" else "")
+        + (", flip test" if result["flip_test"] else "")
+        + ")",
+        f"{'normalisation':<14} {'NME mean':>9} {'median':>8} {'FR@10%':>7} {'AUC@10%':>8}",
+    ]
+    for mode, s in result["normalisations"].items():
+        lines.append(
+            f"{mode:<14} {100 * s['nme_mean']:>8.2f}% {100 * s['nme_median']:>7.2f}% "
+            f"{100 * s['fr10']:>6.2f}% {s['auc10']:>8.4f}"
+        )
+    for name, s in result["subsets"].items():
+        lines.append(
+            f"  subset {name:<12} n={s['n']:<5} NME {100 * s['nme_mean']:.2f}%  FR {100 * s['fr10']:.2f}%  "
+            f"AUC {s['auc10']:.4f}"
+        )
+    return "\n".join(lines)
+
+
+def write_report(result: dict, nme: np.ndarray, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    plot_ced({f"{result['scheme']} (n={result['n']})": nme}, folder / "ced.png")
+    write_atomic(folder / "results.json", json.dumps(result, indent=2) + "\n")
+    worst = np.argsort(result["per_landmark"])[::-1][:5]
+    lines = [
+        "# Landmark evaluation",
+        "",
+        f"- model: `{result['checkpoint']}`",
+        f"- data: `{result['data']}` ({result['n']} faces, {result['scheme']})",
+        f"- face box: {result['box']}"
+        + (f" ({result['fallbacks']} fallbacks to the landmark box)" if result["box"] == "detector" else ""),
+        f"- flip test: {'yes' if result['flip_test'] else 'no'}",
+        "",
+        "| normalisation | NME mean | NME median | FR@10% | AUC@10% |",
+        "|---|---|---|---|---|",
+    ]
+    for mode, s in result["normalisations"].items():
+        lines.append(
+            f"| {mode} | {100 * s['nme_mean']:.2f}% | {100 * s['nme_median']:.2f}% | "
+            f"{100 * s['fr10']:.2f}% | {s['auc10']:.4f} |"
+        )
+    if result["subsets"]:
+        lines += ["", "| subset | n | NME | FR@10% | AUC@10% |", "|---|---|---|---|---|"]
+        for name, s in result["subsets"].items():
+            lines.append(
+                f"| {name} | {s['n']} | {100 * s['nme_mean']:.2f}% | {100 * s['fr10']:.2f}% | {s['auc10']:.4f} |"
+            )
+    lines += [
+        "",
+        "Hardest landmarks (mean inter-ocular NME): "
+        + ", ".join(f"#{i} {100 * result['per_landmark'][i]:.2f}%" for i in worst),
+        "",
+        "![CED curve](ced.png)",
+        "",
+    ]
+    write_atomic(folder / "report.md", "\n".join(lines))

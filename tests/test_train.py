@@ -1,0 +1,169 @@
+"""Training: it learns, resumes exactly, refuses bad configs and mismatched checkpoints, runs under torchrun."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from landmark.checkpoint import load_checkpoint, save_checkpoint
+from landmark.data.synthetic import write_synthetic_wflw
+from landmark.errors import ConfigError, LandmarkError
+from landmark.train.config import resolve_train_config
+from landmark.train.trainer import lr_factor, train
+
+REPO = Path(__file__).resolve().parent.parent
+SYNTHETIC_CONFIG = REPO / "configs" / "train" / "synthetic_wflw.yaml"
+
+
+@pytest.fixture(scope="module")
+def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("synthetic")
+    write_synthetic_wflw(root, n=120, seed=0, test_fraction=0.25)
+    return root
+
+
+def tiny_config(root: Path, *extra: str) -> dict:
+    overrides = [f"data.root={root}", "data.workers=0", "train.batch_size=16", "model.width=0.25", *extra]
+    return resolve_train_config(SYNTHETIC_CONFIG, overrides)
+
+
+def test_short_training_lowers_validation_nme(synthetic_root: Path, tmp_path: Path) -> None:
+    cfg = tiny_config(synthetic_root, "train.epochs=6", "optim.lr=0.005")
+    result = train(cfg, tmp_path / "run", progress=False)
+    before, after = result["history"][0]["nme_mean"], result["history"][-1]["nme_mean"]
+    assert after < 0.5 * before, (before, after)
+    for name in ("best.pt", "last.pt", "metrics.csv", "config.yaml"):
+        assert (tmp_path / "run" / name).is_file()
+    state = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert state["epoch"] == 6 and state["scheme"] == "wflw98"
+    assert len((tmp_path / "run" / "metrics.csv").read_text().splitlines()) == 1 + 6
+
+
+def test_resume_gives_the_same_weights(synthetic_root: Path, tmp_path: Path) -> None:
+    cfg = tiny_config(synthetic_root, "train.epochs=2", "train.ema=0.9")
+    train(cfg, tmp_path / "straight", progress=False)
+    train(cfg, tmp_path / "split", progress=False, stop_after=1)
+    assert load_checkpoint(tmp_path / "split" / "last.pt")["epoch"] == 1
+    train(cfg, tmp_path / "split", resume=tmp_path / "split", progress=False)
+    straight = load_checkpoint(tmp_path / "straight" / "last.pt")
+    split = load_checkpoint(tmp_path / "split" / "last.pt")
+    for key in ("model", "ema", "aux"):
+        for name, value in straight[key].items():
+            torch.testing.assert_close(split[key][name], value, atol=1e-6, rtol=1e-5, msg=f"{key}.{name}")
+
+
+def test_resume_refuses_a_checkpoint_with_other_landmarks(synthetic_root: Path, tmp_path: Path) -> None:
+    cfg = tiny_config(synthetic_root, "train.epochs=1")
+    train(cfg, tmp_path / "run", progress=False)
+    state = load_checkpoint(tmp_path / "run" / "last.pt")
+    state["model_config"] = {**state["model_config"], "num_points": 68}
+    save_checkpoint(state, tmp_path / "run" / "last.pt")
+    with pytest.raises(LandmarkError, match="checkpoint predicts 68 points but the config asks for 98"):
+        train(cfg, tmp_path / "run", resume=tmp_path / "run", progress=False)
+
+
+def test_eval_refuses_a_checkpoint_of_another_scheme(synthetic_root: Path, tmp_path: Path, synthetic_face) -> None:
+    image, points = synthetic_face  # one 68-point face; write its 300-W .pts (1-based) beside it
+    faces68 = image.parent
+    rows = "\n".join(f"{x + 1:.3f} {y + 1:.3f}" for x, y in points)
+    image.with_suffix(".pts").write_text(f"version: 1\nn_points: 68\n{{\n{rows}\n}}\n")
+    cfg = tiny_config(synthetic_root, "train.epochs=1")
+    train(cfg, tmp_path / "run", progress=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "landmark", "eval", "--checkpoint", str(tmp_path / "run" / "best.pt"),
+         "--data-format", "300w", "--data", str(faces68)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "predicts 98 points (wflw98)" in result.stderr and "68-point annotations" in result.stderr
+
+
+def test_eval_writes_json_report_and_ced(synthetic_root: Path, tmp_path: Path) -> None:
+    import json
+
+    cfg = tiny_config(synthetic_root, "train.epochs=1")
+    train(cfg, tmp_path / "run", progress=False)
+    out = subprocess.run(
+        [sys.executable, "-m", "landmark", "eval", "--checkpoint", str(tmp_path / "run" / "best.pt"),
+         "--data-format", "wflw", "--data", str(synthetic_root), "--json", "-", "--report", str(tmp_path / "rep")],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    result = json.loads(out.stdout)
+    for key in ("nme_mean", "nme_median", "fr10", "auc10", "n", "subsets", "fallbacks"):
+        assert key in result
+    assert result["n"] == 30
+    assert len(result["per_landmark"]) == 98
+    for name in ("report.md", "ced.png", "results.json"):
+        assert (tmp_path / "rep" / name).is_file()
+
+
+# --- configs ---------------------------------------------------------------------------------------------
+
+
+def write_config(tmp_path: Path, change: dict) -> Path:
+    cfg = yaml.safe_load(SYNTHETIC_CONFIG.read_text())
+    cfg["model"]["config"] = str(REPO / "configs" / "models" / "pfld.yaml")
+    cfg["augment"] = str(REPO / "configs" / "augment" / "default.yaml")
+    for dotted, value in change.items():
+        section, key = dotted.split(".")
+        cfg.setdefault(section, {})[key] = value
+    path = tmp_path / "train.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"train.epochz": 3}, r"train\.yaml: train: unknown key 'epochz'"),
+        ({"train.epochs": "ten"}, r"train\.yaml: train\.epochs: expected integer, got 'ten'"),
+        ({"train.amp": 1}, r"train\.amp: expected bool, got 1"),
+        ({"optim.name": "lion"}, r"optim\.name: expected one of adam, adamw, sgd, got 'lion'"),
+        ({"train.ema": 1.5}, r"train\.ema: expected a decay in \(0, 1\)"),
+        ({"model.config": "missing.yaml"}, r"missing\.yaml: config file not found"),
+        ({"loss.name": "hinge"}, r"train\.yaml: loss\.name"),
+        ({"data.format": "coco"}, r"data\.format: expected one of wflw, 300w, csv, json"),
+    ],
+)
+def test_bad_configs_name_the_key(tmp_path: Path, change: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        resolve_train_config(write_config(tmp_path, change))
+
+
+def test_set_overrides_and_their_errors(tmp_path: Path) -> None:
+    cfg = resolve_train_config(SYNTHETIC_CONFIG, ["data.root=/some/where", "train.epochs=3", "optim.lr=1e-4"])
+    assert cfg["data"]["root"] == "/some/where" and cfg["train"]["epochs"] == 3 and cfg["optim"]["lr"] == 1e-4
+    with pytest.raises(ConfigError, match=r"--set trainepochs: expected section\.key=value"):
+        resolve_train_config(SYNTHETIC_CONFIG, ["trainepochs"])
+    with pytest.raises(ConfigError, match=r"train: unknown key 'epoch'"):
+        resolve_train_config(SYNTHETIC_CONFIG, ["train.epoch=3"])
+
+
+def test_cosine_schedule_with_warmup() -> None:
+    schedule = {"name": "cosine", "warmup_epochs": 1, "min_lr": 0.0}
+    factors = [lr_factor(step, 10, schedule, epochs=5, base_lr=1.0) for step in range(50)]
+    assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
+    assert factors[10] == pytest.approx(1.0) and factors[-1] < 0.01
+    assert all(a >= b for a, b in zip(factors[9:], factors[10:], strict=False))
+
+
+def test_torchrun_two_cpu_processes(synthetic_root: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
+         "-m", "landmark", "train", "--config", str(SYNTHETIC_CONFIG), "--no-progress", "--out", str(tmp_path / "ddp"),
+         "--set", f"data.root={synthetic_root}", "--set", "data.workers=0", "--set", "train.epochs=1",
+         "--set", "train.batch_size=8", "--set", "model.width=0.25"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.count("validation NME") == 1  # rank 0 alone reports
+    state = load_checkpoint(tmp_path / "ddp" / "last.pt")
+    assert state["epoch"] == 1
+    assert not any(name.startswith("module.") for name in state["model"])
