@@ -21,6 +21,7 @@ it. "Left"/"right" are image left/right for a frontal face, as in ``landmark.dat
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -98,6 +99,9 @@ class FaceGeometry:
     mesh_vertices: np.ndarray  # (V, 3) skin mesh
     mesh_triangles: np.ndarray  # (T, 3) vertex indices
     nose_triangles: np.ndarray  # (T,) bool: triangles redrawn over the eyes (the nose may hide them)
+    occlusion: np.ndarray  # (T,) ambient-occlusion factor around 1: darker in eye sockets, by the nose...
+    triangle_normals: np.ndarray  # (T, 3) outward unit normals (model frame)
+    vertex_normals: np.ndarray  # (V, 3) outward unit normals, averaged over the triangles around a vertex
     curves: dict[str, np.ndarray]  # name -> (P, 3) polylines / polygons for the features
     iris_centres: np.ndarray  # (2, 3) = landmarks 96 and 97
     eye_open_area: tuple[bool, bool]  # whether each eye shows any opening at all
@@ -154,11 +158,12 @@ JAW_SAMPLES = 65  # the jaw part of the outline; contour landmark k is sample 2k
 FOREHEAD_SAMPLES = 31  # outline samples strictly between contour 32 and contour 0, over the forehead
 
 
+@functools.lru_cache(maxsize=64)
 def face_outline(identity: Identity) -> np.ndarray:
     """(96, 2) closed template outline: the jaw from contour 0 (image left) via the chin to contour 32,
     then back over the forehead. Even jaw samples 0, 2, ..., 64 are the contour landmarks 0-32."""
-    half_width, centre_y = 7.0 * identity.face_width, 0.5
-    chin_drop = 11.0 * identity.face_length
+    half_width, centre_y = 7.2 * identity.face_width, 0.5
+    chin_drop = 10.3 * identity.face_length
     jaw = _superellipse(np.linspace(math.pi, 0.0, 2001), half_width, chin_drop, identity.jaw_square)
     jaw[:, 0] *= 1.0 - identity.chin_taper * (jaw[:, 1] / chin_drop) ** 2  # narrower towards the chin
     jaw[:, 1] += centre_y
@@ -166,7 +171,9 @@ def face_outline(identity: Identity) -> np.ndarray:
     forehead[:, 1] += centre_y
     jaw = _resample(jaw, JAW_SAMPLES)
     forehead = _resample(forehead, FOREHEAD_SAMPLES + 2)[1:-1]
-    return np.concatenate([jaw, forehead])
+    outline = np.concatenate([jaw, forehead])
+    outline.setflags(write=False)  # cached: shared by every caller
+    return outline
 
 
 def _eye_curves(
@@ -214,14 +221,14 @@ def _brow_curves(identity: Identity, side: int, s: np.ndarray) -> tuple[np.ndarr
 
 def _nose_layout(identity: Identity) -> tuple[float, float]:
     """Template y of the nose tip and the nose's half width at the nostrils."""
-    return 4.4 * identity.nose_length, 1.45 * identity.nose_width
+    return 4.1 * identity.nose_length, 1.45 * identity.nose_width
 
 
 def _mouth_layout(identity: Identity, mouth_open: float) -> dict[str, float]:
     tip_y, _ = _nose_layout(identity)
     drop = 2.0 * mouth_open  # how far the lower lip and the chin move down, cm
     return {
-        "y": tip_y + 0.85 + 1.9,
+        "y": tip_y + 0.85 + 1.75,
         "half_width": 2.5 * identity.mouth_width * (1.0 - 0.12 * mouth_open),
         "upper": 0.55 * identity.lip_thickness,
         "lower": 0.7 * identity.lip_thickness,
@@ -262,9 +269,9 @@ def template_landmarks(identity: Identity, expression: Expression) -> np.ndarray
         points[upper_idx], points[lower_idx] = upper, lower
     tip_y, nose_half = _nose_layout(identity)
     points[51:55] = np.stack([np.zeros(4), np.linspace(0.3, tip_y, 4)], axis=1)
-    base = np.array([-1.0, -0.52, 0.0, 0.52, 1.0])
+    base = np.array([-1.0, -0.5, 0.0, 0.5, 1.0])
     points[55:60] = np.stack([base * nose_half, tip_y + 0.85 - 0.4 * np.abs(base) ** 1.5], axis=1)
-    for eye, side, (first, last) in ((0, -1, (60, 67)), (1, 1, (68, 75))):
+    for eye, side in ((0, -1), (1, 1)):
         closure = expression.eye_closure[eye]
         if side < 0:  # 60 outer corner, 61-63 upper, 64 inner corner, 65-67 lower (inner -> outer)
             upper, lower, _ = _eye_curves(identity, closure, side, quarters)
@@ -273,7 +280,7 @@ def template_landmarks(identity: Identity, expression: Expression) -> np.ndarray
         else:  # 68 inner corner, 69-71 upper, 72 outer corner, 73-75 lower (outer -> inner)
             upper, lower, _ = _eye_curves(identity, closure, side, quarters[::-1])
             points[68:73] = upper
-            points[73:76] = lower[[1, 2, 3]]
+            points[73:76] = lower[[3, 2, 1]]
     outer_u = np.array([-1.0, -0.66, -0.3, 0.0, 0.3, 0.66, 1.0])
     lips = _lip_curves(identity, expression.mouth_open, outer_u)
     points[76:83] = lips["outer_upper"]  # 76 left corner ... 82 right corner
@@ -341,7 +348,7 @@ def lift(identity: Identity, xy: np.ndarray) -> np.ndarray:
     z = z + 0.55 * (_gauss(x, y, -eye_x, 0.1, 1.6, 1.1) + _gauss(x, y, eye_x, 0.1, 1.6, 1.1))  # eye sockets
     z = z - 0.3 * (_gauss(np.abs(x), y, 3.9, 3.6, 1.6, 1.5))  # cheekbones
     z = z - 0.55 * _gauss(x, y, 0.0, mouth["y"] + 0.1, 2.3, 0.9)  # lips
-    z = z - 0.4 * _gauss(x, y, 0.0, 10.3 * identity.face_length, 1.8, 1.0)  # chin
+    z = z - 0.4 * _gauss(x, y, 0.0, 9.8 * identity.face_length, 1.8, 1.0)  # chin
     return np.stack([x, y, z], axis=1)
 
 
@@ -364,7 +371,7 @@ def drop_jaw(identity: Identity, mouth_open: float, template_xy: np.ndarray, poi
 
 # --- 3. the whole face -----------------------------------------------------------------------------------
 
-MESH_RINGS = 14
+MESH_RINGS = 11
 
 
 def _skin_mesh(identity: Identity) -> tuple[np.ndarray, np.ndarray]:
@@ -403,8 +410,8 @@ def _feature_curves(identity: Identity, expression: Expression) -> dict[str, np.
         curves[f"{name}_eye_crease"] = crease
         brow_up, brow_low = _brow_curves(identity, side, np.linspace(0.0, 1.0, 41))
         curves[f"{name}_brow"] = np.concatenate([brow_up, brow_low[::-1]])
-    u = np.linspace(-1.0, 1.0, 61)  # contains the landmark parameters 0, +-0.3, +-0.45?, +-0.66? (see below)
-    u = np.unique(np.concatenate([u, [-0.66, -0.45, -0.3, 0.3, 0.45, 0.66]]))
+    # dense samples plus the landmark parameters, so the drawn lips pass through the lip landmarks
+    u = np.unique(np.round(np.concatenate([np.linspace(-1.0, 1.0, 41), [-0.66, -0.45, -0.3, 0.3, 0.45, 0.66]]), 6))
     lips = _lip_curves(identity, expression.mouth_open, u)
     curves["lips_outer"] = np.concatenate([lips["outer_upper"], lips["outer_lower"][::-1][1:-1]])
     curves["lips_inner"] = np.concatenate([lips["inner_upper"], lips["inner_lower"][::-1][1:-1]])
@@ -448,12 +455,38 @@ def _head_clouds(identity: Identity) -> dict[str, np.ndarray]:
     clouds = {"skull": skull, "hair": hair}
     t = np.linspace(0.0, 2 * math.pi, 20)[:-1]
     for name, side in (("left_ear", -1), ("right_ear", 1)):
-        x = side * 7.35 * identity.face_width * np.ones_like(t)
+        x = side * 7.55 * identity.face_width * np.ones_like(t)
         clouds[name] = np.stack([x, 1.8 + 2.9 * np.sin(t), 0.8 + 1.6 * np.cos(t)], axis=1)
     ring = np.stack([np.cos(t), np.zeros_like(t), np.sin(t)], axis=1) * np.array([5.0, 0.0, 4.6])
     clouds["neck_top"] = ring + np.array([0.0, 6.0, 4.0])
     clouds["neck_bottom"] = ring * 1.15 + np.array([0.0, 19.0, 4.5])
     return clouds
+
+
+def _ambient_occlusion(identity: Identity, xy: np.ndarray) -> np.ndarray:
+    """How much ambient light reaches template points: recesses (eye sockets, the sides of the nose, under
+    the lower lip) are darker whatever the light direction -- which is also what face detectors look for."""
+    x, y = xy[:, 0], xy[:, 1]
+    eye_x = 3.2 * identity.eye_spacing
+    tip_y, _ = _nose_layout(identity)
+    mouth_y = _mouth_layout(identity, 0.0)["y"]
+    dark = 0.42 * (_gauss(x, y, -eye_x, -0.2, 2.0, 1.3) + _gauss(x, y, eye_x, -0.2, 2.0, 1.3))
+    dark -= 0.1 * (_gauss(x, y, -eye_x - 0.3, 3.0, 1.8, 1.0) + _gauss(x, y, eye_x + 0.3, 3.0, 1.8, 1.0))  # cheeks
+    dark += 0.15 * (_gauss(x, y, -1.3, 1.5, 0.6, 1.6) + _gauss(x, y, 1.3, 1.5, 0.6, 1.6))
+    dark += 0.15 * _gauss(x, y, 0.0, mouth_y + 1.15, 1.6, 0.45) + 0.15 * _gauss(x, y, 0.0, tip_y + 1.1, 1.2, 0.4)
+    return np.clip(1.0 - dark, 0.4, 1.1)
+
+
+def _normals(vertices: np.ndarray, triangles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Outward unit normals of the triangles and of the vertices (the skin is a height field facing -z)."""
+    a, b, c = (vertices[triangles[:, k]] for k in range(3))
+    normals = np.cross(b - a, c - a)
+    normals *= -np.sign(normals[:, 2:3] + 1e-12)
+    normals /= np.linalg.norm(normals, axis=1, keepdims=True) + 1e-12
+    per_vertex = np.stack(
+        [sum(np.bincount(triangles[:, k], normals[:, d], len(vertices)) for k in range(3)) for d in range(3)], axis=1
+    )
+    return normals, per_vertex / (np.linalg.norm(per_vertex, axis=1, keepdims=True) + 1e-12)
 
 
 def build_face(identity: Identity, expression: Expression) -> FaceGeometry:
@@ -478,18 +511,27 @@ def build_face(identity: Identity, expression: Expression) -> FaceGeometry:
         iris[eye] = eyeball + EYEBALL_RADIUS * direction
     landmarks[96:98] = iris
 
-    curves = {name: lift(identity, xy) for name, xy in _feature_curves(identity, expression).items()}
+    flat = _feature_curves(identity, expression)
     fringe = _fringe(identity)
     if fringe is not None:
-        curves["fringe"] = lift(identity, fringe)
+        flat["fringe"] = fringe
+    lifted = lift(identity, np.concatenate(list(flat.values())))  # one call for all curves: cheaper
+    ends = np.cumsum([len(xy) for xy in flat.values()])
+    curves = dict(zip(flat, np.split(lifted, ends[:-1]), strict=True))
     centroid = mesh_xy[triangles].mean(axis=1)
+    triangle_normals, vertex_normals = _normals(mesh, triangles)
     tip_y, nose_half = _nose_layout(identity)
-    nose = (np.abs(centroid[:, 0]) < 1.25 * nose_half) & (centroid[:, 1] > -0.6) & (centroid[:, 1] < tip_y + 1.3)
+    # narrow along the bridge so the redrawn nose never reaches the inner eye corners
+    half_width = np.where(centroid[:, 1] < 2.0, 0.9, 1.25 * nose_half)
+    nose = (np.abs(centroid[:, 0]) < half_width) & (centroid[:, 1] > -0.6) & (centroid[:, 1] < tip_y + 1.3)
     return FaceGeometry(
         landmarks=landmarks,
         mesh_vertices=mesh,
         mesh_triangles=triangles,
         nose_triangles=nose,
+        occlusion=_ambient_occlusion(identity, centroid),
+        triangle_normals=triangle_normals,
+        vertex_normals=vertex_normals,
         curves=curves,
         iris_centres=iris,
         eye_open_area=(expression.eye_closure[0] < 0.999, expression.eye_closure[1] < 0.999),
