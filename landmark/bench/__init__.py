@@ -1,0 +1,1 @@
+"""Benchmarks: inference latency and throughput of the landmark models."""

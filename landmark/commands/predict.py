@@ -1,0 +1,179 @@
+"""``landmark predict``: detect faces in images, predict their landmarks, write annotated copies and JSON.
+
+The JSON is a list with one entry per image that could be read::
+
+    [{"image": "photos/a.jpg", "width": 640, "height": 480,
+      "faces": [{"box": [x_min, y_min, x_max, y_max], "score": 0.98,
+                 "landmarks": [[x, y], ...], "pose_deg": [yaw, pitch, roll]}]}]
+
+Coordinates are image pixels (0-based, pixel centres at integers); pose angles are degrees with the signs of
+``landmark.data.pose``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from landmark.errors import LandmarkError
+
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+DEFAULT_MODELS = (WEIGHTS_DIR / "default.onnx", WEIGHTS_DIR / "default.pt")
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".webp", ".tif", ".tiff"}
+DETECTORS = ("haar", "mediapipe", "yunet")
+PROGRESS_MIN_IMAGES = 5  # a bar for folders; a handful of files just prints the summary
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("predict", help="detect faces and predict landmarks in images or folders")
+    parser.add_argument("inputs", nargs="+", type=Path, metavar="IMAGE_OR_DIR", help="image files or folders")
+    parser.add_argument("--model", type=Path, help="a .onnx or .pt model (default: the package's default model)")
+    parser.add_argument("--detector", choices=DETECTORS, default="haar", help="face detector (default: %(default)s)")
+    parser.add_argument("--detector-model", type=Path, help="model file of the detector, where it needs one")
+    parser.add_argument(
+        "--out", type=Path, default=Path("runs/predict"), help="annotated images (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--json", metavar="FILE", help="results as JSON, '-' for stdout (default: OUT/predictions.json)"
+    )
+    parser.add_argument("--threads", type=int, help="inference threads (default: the runtime's choice)")
+    parser.set_defaults(run=run)
+
+
+def default_model() -> Path:
+    for path in DEFAULT_MODELS:
+        if path.is_file():
+            return path
+    raise LandmarkError(f"no default model installed ({DEFAULT_MODELS[0]}); pass --model MODEL.onnx or MODEL.pt")
+
+
+def image_paths(inputs: list[Path]) -> list[Path]:
+    """The image files named, and those directly inside the folders named, in a stable order."""
+    paths: list[Path] = []
+    for item in inputs:
+        if item.is_dir():
+            paths += sorted(p for p in item.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        elif item.is_file():
+            paths.append(item)
+        else:
+            raise LandmarkError(f"{item}: no such image or folder")
+    if not paths:
+        raise LandmarkError(f"no images found in {', '.join(str(p) for p in inputs)}")
+    return paths
+
+
+def annotate(image: np.ndarray, faces: list[dict[str, Any]]) -> np.ndarray:
+    """A copy of ``image`` with each face box and its landmarks as small dots."""
+    canvas = image.copy()
+    for face in faces:
+        x_min, y_min, x_max, y_max = (int(round(v)) for v in face["box"])
+        side = max(x_max - x_min, y_max - y_min)
+        thickness = max(1, side // 150)
+        cv2.rectangle(canvas, (x_min, y_min), (x_max, y_max), (0, 200, 0), thickness, cv2.LINE_AA)
+        radius = max(1, side // 120)
+        for x, y in face["landmarks"]:
+            # draw at 1/16 px precision (shift=4) so dots sit on the sub-pixel positions
+            cv2.circle(canvas, (int(round(x * 16)), int(round(y * 16))), radius * 16, (0, 0, 255), -1, cv2.LINE_AA, 4)
+    return canvas
+
+
+def unique_name(path: Path, used: set[str]) -> str:
+    """``NAME.jpg`` for the annotated copy, with ``_2``, ``_3`` ... when two inputs share a name."""
+    stem, n = path.stem, 1
+    name = f"{stem}.jpg"
+    while name in used:
+        n += 1
+        name = f"{stem}_{n}.jpg"
+    used.add(name)
+    return name
+
+
+def landmark_boxes(detector, boxes: np.ndarray) -> np.ndarray:
+    """The boxes to crop around: a detector's box differs from the landmark box the model was trained on,
+    so detectors that know the mapping (``to_landmark_box``) apply it; the score column is kept."""
+    if not hasattr(detector, "to_landmark_box") or len(boxes) == 0:
+        return boxes
+    mapped = np.stack([np.asarray(detector.to_landmark_box(box[:4]), dtype=np.float32) for box in boxes])
+    return np.concatenate([mapped, boxes[:, 4:5]], axis=1)
+
+
+def predict_images(
+    paths: list[Path], predictor, detector, out_dir: Path | None, progress: bool = False
+) -> tuple[list[dict[str, Any]], int]:
+    """Detect + predict every image; returns (results, images skipped).
+
+    ``detector.detect(bgr)`` returns (N, 5) rows x_min, y_min, x_max, y_max, score; the JSON keeps the
+    detector's box. ``out_dir=None`` writes no annotated images.
+    """
+    from tqdm import tqdm
+
+    from landmark.commands.output import write_atomic
+
+    results: list[dict[str, Any]] = []
+    skipped = 0
+    used: set[str] = set()
+    for path in tqdm(paths, disable=not progress, unit="img", file=sys.stderr):
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            print(f"landmark predict: warning: {path}: cannot read image, skipped", file=sys.stderr)
+            skipped += 1
+            continue
+        boxes = np.asarray(detector.detect(image), dtype=np.float32).reshape(-1, 5)
+        prediction = predictor.predict(image, landmark_boxes(detector, boxes), with_pose=True)
+        faces = [
+            {
+                "box": [round(float(v), 2) for v in box[:4]],
+                "score": round(float(box[4]), 4),
+                "landmarks": np.round(points.astype(np.float64), 2).tolist(),
+                "pose_deg": np.round(np.degrees(pose.astype(np.float64)), 2).tolist(),
+            }
+            for box, points, pose in zip(boxes, prediction.landmarks, prediction.pose, strict=True)
+        ]
+        entry = {"image": str(path), "width": image.shape[1], "height": image.shape[0], "faces": faces}
+        if out_dir is not None:
+            name = unique_name(path, used)
+            ok, encoded = cv2.imencode(".jpg", annotate(image, faces), [cv2.IMWRITE_JPEG_QUALITY, 92])
+            if not ok:
+                raise LandmarkError(f"{out_dir / name}: could not encode the annotated image")
+            write_atomic(out_dir / name, encoded.tobytes())
+            entry["annotated"] = str(out_dir / name)
+        results.append(entry)
+    return results, skipped
+
+
+def build_detector(name: str, model_path: Path | None):
+    try:
+        from landmark.detect import build_detector as build
+    except ImportError as err:
+        raise LandmarkError(f"face detectors are not available in this installation ({err})") from None
+    return build(name, str(model_path) if model_path else None)
+
+
+def run(args: argparse.Namespace) -> int:
+    from landmark.commands.output import write_json
+    from landmark.inference.predictor import LandmarkPredictor
+
+    paths = image_paths(args.inputs)
+    model_path = args.model or default_model()
+    predictor = LandmarkPredictor.from_path(model_path, threads=args.threads)
+    detector = build_detector(args.detector, args.detector_model)
+    args.out.mkdir(parents=True, exist_ok=True)
+    results, skipped = predict_images(paths, predictor, detector, args.out, progress=len(paths) > PROGRESS_MIN_IMAGES)
+    if not results:
+        raise LandmarkError(f"none of the {len(paths)} images could be read")
+    json_path = args.json or str(args.out / "predictions.json")
+    write_json(json_path, results)
+    faces = sum(len(entry["faces"]) for entry in results)
+    report = sys.stderr if json_path == "-" else sys.stdout  # keep stdout pure JSON with --json -
+    print(
+        f"{len(results)} images, {faces} faces, {skipped} skipped (unreadable); model {model_path} "
+        f"({predictor.scheme.name}); annotated images in {args.out}"
+        + ("" if json_path == "-" else f"; JSON in {json_path}"),
+        file=report,
+    )
+    return 0

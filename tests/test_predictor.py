@@ -1,0 +1,176 @@
+"""LandmarkPredictor: crop -> model -> image coordinates, backends that agree, and clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from landmark.checkpoint import save_checkpoint
+from landmark.config import CONFIG_DIR
+from landmark.data.crop import IMAGE_MEAN, IMAGE_STD, crop_matrix
+from landmark.data.schemes import IBUG_68
+from landmark.errors import LandmarkError
+from landmark.inference.export import export_checkpoint
+from landmark.inference.predictor import LandmarkPredictor
+from landmark.models.pfld import build_pfld, load_model_config
+
+SIZE = 112
+
+
+def make_checkpoint(path: Path, num_points: int = 68) -> Path:
+    torch.manual_seed(0)
+    cfg = load_model_config(CONFIG_DIR / "models" / "pfld.yaml", num_points=num_points, width=0.25)
+    model = build_pfld(cfg)
+    with torch.no_grad():  # realistic BatchNorm statistics, so outputs depend on the input
+        model.train()(torch.rand(4, 3, SIZE, SIZE) * 2 - 1)
+    scheme = "300w68" if num_points == 68 else "wflw98"
+    state = {"model": model.eval().state_dict(), "ema": None, "model_config": cfg, "scheme": scheme}
+    save_checkpoint(state, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def model_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("predictor")
+    checkpoint = make_checkpoint(folder / "tiny.pt")
+    export_checkpoint(checkpoint, folder / "tiny.onnx")
+    return checkpoint, folder / "tiny.onnx"
+
+
+def centroid_backend(batch: np.ndarray) -> np.ndarray:
+    """A fake model that finds the brightest blob of each crop: every landmark = its intensity centroid,
+    in normalised crop coordinates. What it returns is known from the image alone."""
+    intensity = np.clip(batch[:, 0] * IMAGE_STD + IMAGE_MEAN, 0, 1)  # back to [0, 1]
+    ys, xs = np.mgrid[0 : batch.shape[2], 0 : batch.shape[3]]
+    total = intensity.sum(axis=(1, 2))
+    cx = (intensity * xs).sum(axis=(1, 2)) / total
+    cy = (intensity * ys).sum(axis=(1, 2)) / total
+    centre = np.stack([(cx + 0.5) / batch.shape[3], (cy + 0.5) / batch.shape[2]], axis=1)
+    return np.repeat(centre[:, None, :], IBUG_68.num_points, axis=1).astype(np.float32)
+
+
+def blob_image(centres: list[tuple[float, float]], size: tuple[int, int] = (400, 300)) -> np.ndarray:
+    """Black BGR image with a Gaussian blob (sigma 4 px) centred exactly on each sub-pixel centre."""
+    width, height = size
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
+    canvas = np.zeros((height, width))
+    for x, y in centres:
+        canvas += np.exp(-((xs - x) ** 2 + (ys - y) ** 2) / (2 * 4.0**2))
+    return cv2.cvtColor(np.round(np.clip(canvas, 0, 1) * 255).astype(np.uint8), cv2.COLOR_GRAY2BGR)
+
+
+def test_predict_maps_crop_coordinates_back_to_the_image() -> None:
+    # Two faces in one frame, each box off-centre from its blob, so the crop must be mapped back exactly.
+    centres = [(101.3, 97.8), (287.6, 181.2)]
+    boxes = np.array([[70.0, 60.0, 140.0, 130.0, 0.9], [250.0, 150.0, 330.0, 222.0, 0.8]])
+    predictor = LandmarkPredictor(centroid_backend, IBUG_68, SIZE, crop_scale=1.25)
+    prediction = predictor.predict(blob_image(centres), boxes)
+    assert prediction.landmarks.shape == (2, 68, 2) and prediction.landmarks.dtype == np.float32
+    assert np.allclose(prediction.landmarks[:, 0], centres, atol=0.1)
+    assert np.allclose(prediction.scores, [0.9, 0.8])
+
+
+def test_predict_matches_the_crop_geometry_by_hand() -> None:
+    # Without rotation, normalised u maps to x = centre + (u - 0.5) * side, side = scale * max(w, h).
+    outputs = np.random.default_rng(0).uniform(0, 1, (2, 68, 2)).astype(np.float32)
+    predictor = LandmarkPredictor(lambda batch: outputs[: len(batch)], IBUG_68, SIZE, crop_scale=1.4)
+    boxes = np.array([[10.0, 20.0, 90.0, 80.0], [200.0, 40.0, 260.0, 140.0]])
+    landmarks = predictor.predict(np.zeros((300, 400, 3), np.uint8), boxes).landmarks
+    for box, points, normalised in zip(boxes, landmarks, outputs, strict=True):
+        side = 1.4 * max(box[2] - box[0], box[3] - box[1])
+        centre = np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2])
+        assert np.allclose(points, centre + (normalised - 0.5) * side, atol=1e-3)
+
+
+def test_predict_from_matrices_equals_predict_on_boxes() -> None:
+    centres = [(150.0, 120.0)]
+    image = blob_image(centres)
+    predictor = LandmarkPredictor(centroid_backend, IBUG_68, SIZE)
+    box = np.array([120.0, 95.0, 185.0, 150.0])
+    by_box = predictor.predict(image, box[None])
+    # a rotated, shifted crop such as a tracker would use still finds the blob in image coordinates
+    matrix = crop_matrix(box, SIZE, 1.25, shift=(0.05, -0.03), rotation_deg=20.0)
+    by_matrix = predictor.predict_from_matrices(image, matrix[None])
+    assert np.allclose(by_box.landmarks[0, 0], centres[0], atol=0.1)
+    assert np.allclose(by_matrix.landmarks[0, 0], centres[0], atol=0.1)
+
+
+def test_empty_box_list_gives_an_empty_result() -> None:
+    predictor = LandmarkPredictor(centroid_backend, IBUG_68, SIZE)
+    image = np.zeros((50, 60, 3), np.uint8)
+    for empty in (np.zeros((0, 5)), [], None):
+        prediction = predictor.predict(image, empty, with_pose=True)
+        assert prediction.landmarks.shape == (0, 68, 2) and prediction.pose.shape == (0, 3)
+    assert predictor.predict_from_matrices(image, np.zeros((0, 2, 3))).landmarks.shape == (0, 68, 2)
+
+
+@pytest.mark.parametrize(
+    "image, message",
+    [
+        (None, "NoneType"),
+        (np.zeros((40, 40, 3), np.float32), "dtype float32"),
+        (np.zeros((40, 40, 4), np.uint8), r"shape \(40, 40, 4\)"),
+        ("face.jpg", "str"),
+    ],
+)
+def test_an_image_that_is_not_an_image_is_one_line(image: object, message: str) -> None:
+    predictor = LandmarkPredictor(centroid_backend, IBUG_68, SIZE)
+    with pytest.raises(LandmarkError, match=message) as info:
+        predictor.predict(image, [[0, 0, 10, 10]])
+    assert "\n" not in str(info.value)
+
+
+def test_bad_boxes_and_grayscale() -> None:
+    predictor = LandmarkPredictor(centroid_backend, IBUG_68, SIZE)
+    with pytest.raises(LandmarkError, match=r"\(N, 4\) or \(N, 5\)"):
+        predictor.predict(np.zeros((40, 40, 3), np.uint8), [[0, 0, 10]])
+    with pytest.raises(LandmarkError, match="NaN"):
+        predictor.predict(np.zeros((40, 40, 3), np.uint8), [[0, 0, np.nan, 10]])
+    gray = blob_image([(60.0, 50.0)], (120, 100))[:, :, 0]  # an IR camera frame
+    landmarks = predictor.predict(gray, [[35, 25, 85, 75]]).landmarks
+    assert np.allclose(landmarks[0, 0], (60.0, 50.0), atol=0.1)
+
+
+def test_backends_agree_on_a_real_model(model_files: tuple[Path, Path]) -> None:
+    checkpoint, onnx_path = model_files
+    image = blob_image([(120.0, 100.0), (300.0, 200.0)])
+    boxes = np.array([[80.0, 60.0, 160.0, 140.0], [260.0, 160.0, 340.0, 240.0]])
+    results = [
+        LandmarkPredictor.from_path(path, backend=backend, threads=1).predict(image, boxes, with_pose=True)
+        for path, backend in [(checkpoint, "torch"), (checkpoint, "onnx"), (onnx_path, "auto")]
+    ]
+    for other in results[1:]:
+        assert np.abs(other.landmarks - results[0].landmarks).max() < 1e-2  # pixels
+    assert results[0].pose.shape == (2, 3)
+    # the two faces differ, so the batch really carried both crops
+    assert np.abs(results[0].landmarks[0] - results[0].landmarks[1]).max() > 1.0
+
+
+def test_predictor_attributes_and_predict_crops(model_files: tuple[Path, Path]) -> None:
+    predictor = LandmarkPredictor.from_path(model_files[1])
+    assert (predictor.scheme.name, predictor.num_points, predictor.input_size) == ("300w68", 68, SIZE)
+    assert predictor.predict_crops(np.zeros((3, 3, SIZE, SIZE), np.float32)).shape == (3, 68, 2)
+    with pytest.raises(LandmarkError, match="expected crops"):
+        predictor.predict_crops(np.zeros((1, 3, 64, 64), np.float32))
+
+
+def test_corrupt_onnx_names_the_file(tmp_path: Path) -> None:
+    bad = tmp_path / "broken.onnx"
+    bad.write_bytes(b"definitely not onnx")
+    with pytest.raises(LandmarkError, match="broken.onnx"):
+        LandmarkPredictor.from_path(bad)
+    with pytest.raises(LandmarkError, match="missing.onnx"):
+        LandmarkPredictor.from_path(tmp_path / "missing.onnx")
+
+
+def test_model_of_another_scheme_is_refused(model_files: tuple[Path, Path]) -> None:
+    for path in model_files:
+        with pytest.raises(LandmarkError, match="68 points .*but 98 were expected"):
+            LandmarkPredictor.from_path(path, expect_points=98)
+    assert LandmarkPredictor.from_path(model_files[1], expect_points=68).num_points == 68
+    with pytest.raises(LandmarkError, match="backend"):
+        LandmarkPredictor.from_path(model_files[0], backend="tensorrt")
