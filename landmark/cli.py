@@ -11,11 +11,11 @@ import logging
 import sys
 
 from landmark import __version__
-from landmark.commands import demo, dms_eval, export, info, predict, train
+from landmark.commands import demo, dms_eval, export, info, make_synthetic, predict, train
 from landmark.commands import eval as eval_command
 from landmark.errors import LandmarkError
 
-COMMANDS = [info, train, eval_command, dms_eval, export, predict, demo]
+COMMANDS = [info, make_synthetic, train, eval_command, export, predict, demo, dms_eval]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,97 @@
+"""``landmark demo``: the real-time driver-monitoring demo on a camera, a video file or an image folder.
+
+With a display it opens a window (q quit, space pause, s screenshot, r reset statistics). Without one --
+no DISPLAY, an OpenCV build without GUI, or ``--headless`` -- it runs the same pipeline and writes the
+annotated video and a JSONL log (one line per frame) instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from landmark.demo_app import Window, check_model_path, display_problem, run_pipeline
+from landmark.detect import DETECTORS, build_detector
+from landmark.dms import load_dms_config
+from landmark.errors import LandmarkError
+from landmark.tracking import TrackerConfig
+
+HEADLESS_VIDEO = Path("demo_output.mp4")
+HEADLESS_LOG = Path("demo_output.jsonl")
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("demo", help="real-time landmarks + driver monitoring on a camera or video")
+    parser.add_argument("--source", default="0", help="camera index, video file or image folder (default: 0)")
+    parser.add_argument("--model", type=Path, help="checkpoint (.pt) or ONNX model (default: landmark/weights)")
+    parser.add_argument("--backend", choices=("auto", "onnx", "torch"), default="auto", help="inference backend")
+    parser.add_argument("--threads", type=int, help="inference threads (default: the runtime's choice)")
+    parser.add_argument("--detector", choices=DETECTORS, default="haar", help="face detector (default: haar)")
+    parser.add_argument("--detector-model", type=Path, help="model file for the mediapipe or yunet detector")
+    parser.add_argument("--output", type=Path, help="write the annotated video here (MP4)")
+    parser.add_argument("--log", type=Path, help="write one JSON line per frame here")
+    parser.add_argument("--headless", action="store_true", help="no window, even when a display is available")
+    parser.add_argument("--max-frames", type=int, help="stop after this many frames")
+    parser.add_argument("--dms-config", type=Path, help="driver-monitoring thresholds (default: configs/dms.yaml)")
+    parser.add_argument("--redetect-every", type=int, default=10, help="run the detector every N frames (10)")
+    parser.add_argument("--no-smooth", action="store_true", help="do not smooth the landmarks (One Euro filter)")
+    parser.add_argument("--min-cutoff", type=float, default=1.0, help="One Euro min cutoff in Hz (1.0)")
+    parser.add_argument("--beta", type=float, default=0.05, help="One Euro speed coefficient (0.05)")
+    parser.add_argument("--fps", type=float, help="frame rate of an image folder (default 30)")
+    parser.add_argument("--reconnect", action="store_true", help="reopen a camera that stops delivering frames")
+    parser.add_argument("--screenshots", type=Path, default=Path("."), help="folder for 's' screenshots")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from landmark.inference.predictor import LandmarkPredictor
+
+    if args.redetect_every < 1:
+        raise LandmarkError(f"--redetect-every must be at least 1, got {args.redetect_every}")
+    model = check_model_path(args.model)
+    dms_config = load_dms_config(args.dms_config)
+    predictor = LandmarkPredictor.from_path(model, backend=args.backend, threads=args.threads)
+    detector = build_detector(args.detector, args.detector_model)
+    tracker_config = TrackerConfig(
+        redetect_every=args.redetect_every, smooth=not args.no_smooth, min_cutoff=args.min_cutoff, beta=args.beta
+    )
+
+    window = None
+    output, log = args.output, args.log
+    problem = None if args.headless else display_problem()
+    if args.headless or problem:
+        output = output or HEADLESS_VIDEO
+        log = log or HEADLESS_LOG
+        reason = "--headless" if args.headless else f"no display available ({problem})"
+        print(f"{reason}: running headless; writing {output} and {log}", file=sys.stderr)
+    else:
+        window = Window()
+
+    summary = run_pipeline(
+        args.source,
+        predictor,
+        detector,
+        output=output,
+        log=log,
+        window=window,
+        max_frames=args.max_frames,
+        dms_config=dms_config,
+        tracker_config=tracker_config,
+        reconnect=args.reconnect,
+        fps=args.fps,
+        progress=window is None,
+        screenshot_dir=args.screenshots,
+    )
+    stages = "  ".join(f"{name} {ms:.2f}" for name, ms in summary["stage_ms"].items())
+    print(
+        f"{summary['frames']} frames in {summary['seconds']:.1f} s ({summary['fps']:.1f} FPS); "
+        f"face in {summary['face_frames']}, detector runs {summary['detect_calls']}, "
+        f"skipped {summary['skipped_frames']}",
+        file=sys.stderr,
+    )
+    print(f"ms per frame: {stages}", file=sys.stderr)
+    if summary["stop_reason"]:  # the camera died: the outputs are complete up to that point
+        print(f"landmark demo: {summary['stop_reason']}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,63 @@
+"""Face detectors for the demo: OpenCV Haar (bundled, the default), MediaPipe BlazeFace and OpenCV YuNet.
+
+Every detector has the same two methods:
+
+- ``detect(image_bgr) -> (N, 5)`` float32 rows x_min, y_min, x_max, y_max, score in image pixels;
+- ``to_landmark_box(box) -> (4,)``: the detector's box mapped to an estimate of the landmark box that the
+  landmark model crops around (see ``calibration.py``).
+
+MediaPipe and YuNet need a model file the user downloads; when it is missing, ``build_detector`` logs a
+warning saying where to get it and falls back to Haar so the demo still runs.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from landmark.detect.calibration import BoxCalibration
+from landmark.detect.haar import HaarDetector
+from landmark.detect.mediapipe_detector import MediaPipeDetector
+from landmark.detect.yunet import YuNetDetector
+from landmark.errors import LandmarkError
+
+logger = logging.getLogger(__name__)
+
+DETECTORS = ("haar", "mediapipe", "yunet")
+
+
+class Detector(Protocol):
+    name: str
+
+    def detect(self, image_bgr: np.ndarray) -> np.ndarray: ...
+
+    def to_landmark_box(self, box: np.ndarray) -> np.ndarray: ...
+
+
+def build_detector(name: str = "haar", model_path: str | Path | None = None, fallback: bool = True) -> Detector:
+    """A detector by name; a missing MediaPipe/YuNet model falls back to Haar with a warning (unless told not)."""
+    if name == "haar":
+        return HaarDetector()
+    if name not in DETECTORS:
+        raise LandmarkError(f"unknown face detector {name!r}; expected one of {', '.join(DETECTORS)}")
+    try:
+        return MediaPipeDetector(model_path) if name == "mediapipe" else YuNetDetector(model_path)
+    except LandmarkError as error:
+        if not fallback:
+            raise
+        logger.warning("%s; falling back to the Haar detector", error)
+        return HaarDetector()
+
+
+__all__ = [
+    "DETECTORS",
+    "BoxCalibration",
+    "Detector",
+    "HaarDetector",
+    "MediaPipeDetector",
+    "YuNetDetector",
+    "build_detector",
+]

@@ -1,0 +1,122 @@
+"""Detector box -> landmark box: each detector draws its face box differently from the landmark box.
+
+The landmark model is trained on crops of ``1.25 x`` the box around its landmarks (brows to chin, jaw to
+jaw), so a detector's box has to be turned into an estimate of that landmark box before the first crop of a
+track. ``BoxCalibration`` holds four numbers per detector, all relative to the detection's own size:
+
+    landmark centre = detection centre + (shift_x * det_w, shift_y * det_h)
+    landmark size   = (scale_x * det_w, scale_y * det_h)
+
+``fit_box_calibration`` measures them as medians over annotated faces (e.g. the 300-W training faces);
+rerun it with ``python -m landmark.detect.calibration [haar|mediapipe|yunet] [MODEL] [FOLDER]`` after
+changing a detector's settings, and paste the printed constants into the detector's module.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BoxCalibration:
+    """Mapping from a detector's (x_min, y_min, x_max, y_max) box to a landmark-box estimate."""
+
+    scale_x: float = 1.0
+    scale_y: float = 1.0
+    shift_x: float = 0.0
+    shift_y: float = 0.0
+
+    def apply(self, box: np.ndarray) -> np.ndarray:
+        """(4,) float32 landmark box for a detection box (extra columns such as a score are ignored)."""
+        x_min, y_min, x_max, y_max = (float(v) for v in np.asarray(box)[:4])
+        width, height = x_max - x_min, y_max - y_min
+        centre_x = 0.5 * (x_min + x_max) + self.shift_x * width
+        centre_y = 0.5 * (y_min + y_max) + self.shift_y * height
+        half_w, half_h = 0.5 * self.scale_x * width, 0.5 * self.scale_y * height
+        return np.array([centre_x - half_w, centre_y - half_h, centre_x + half_w, centre_y + half_h], np.float32)
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two (x_min, y_min, x_max, y_max[, ...]) boxes."""
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+def fit_box_calibration(detector, folder: Path, limit: int | None = None, min_iou: float = 0.3) -> dict:
+    """Measure a detector's ``BoxCalibration`` on a folder of 300-W ``.pts`` + image pairs.
+
+    Each face's detection is the one with the best IoU to its landmark box (at least ``min_iou``, so a
+    neighbour's face in the crop is not matched). Returns the calibration, the detection rate and the spread
+    (interquartile range) of each ratio, so one can judge how well a fixed mapping fits.
+    """
+    from landmark.data.crop import face_box_from_points
+    from landmark.data.readers import read_300w
+
+    # ``detect`` returns the raw detector boxes; the calibration is applied only by ``to_landmark_box``.
+    records = read_300w(Path(folder))[:limit]
+    ratios, ious_raw, ious_mapped = [], [], []
+    for record in records:
+        image = cv2.imread(str(record.image_path))
+        if image is None:
+            continue
+        truth = face_box_from_points(record.points)
+        detections = detector.detect(image)
+        ious = [box_iou(det, truth) for det in detections]
+        if not ious or max(ious) < min_iou:
+            continue
+        det = detections[int(np.argmax(ious))]
+        ious_raw.append(max(ious))
+        ious_mapped.append(box_iou(detector.to_landmark_box(det), truth))
+        det_w, det_h = det[2] - det[0], det[3] - det[1]
+        ratios.append(
+            [
+                (truth[2] - truth[0]) / det_w,
+                (truth[3] - truth[1]) / det_h,
+                (0.5 * (truth[0] + truth[2]) - 0.5 * (det[0] + det[2])) / det_w,
+                (0.5 * (truth[1] + truth[3]) - 0.5 * (det[1] + det[3])) / det_h,
+            ]
+        )
+    if not ratios:
+        raise ValueError(f"{folder}: the detector matched none of {len(records)} faces")
+    ratios = np.array(ratios)
+    median = np.median(ratios, axis=0)
+    q25, q75 = np.percentile(ratios, [25, 75], axis=0)
+    calibration = BoxCalibration(*(round(float(v), 3) for v in median))
+    return {
+        "calibration": calibration,
+        "faces": len(records),
+        "detected": len(ratios),
+        "detection_rate": round(len(ratios) / max(len(records), 1), 4),
+        # How well the detector's CURRENT mapping predicts the landmark box (median IoU), and the raw box's.
+        "median_iou_mapped": round(float(np.median(ious_mapped)), 3),
+        "median_iou_raw": round(float(np.median(ious_raw)), 3),
+        "iqr": dict(zip(("scale_x", "scale_y", "shift_x", "shift_y"), np.round(q75 - q25, 3).tolist(), strict=True)),
+    }
+
+
+def main(argv: list[str]) -> int:
+    """``python -m landmark.detect.calibration [NAME] [MODEL|-] [FOLDER]``: print a fitted calibration."""
+    from landmark.detect import build_detector
+
+    name = argv[0] if argv else "haar"
+    model = argv[1] if len(argv) > 1 and argv[1] != "-" else None
+    folder = Path(argv[2]) if len(argv) > 2 else Path(__file__).resolve().parents[3] / "shared/data/faces300w/train"
+    detector = build_detector(name, model, fallback=False)
+    result = fit_box_calibration(detector, folder)
+    print(f"{name} on {folder}: {result}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,211 @@
+"""Follow the driver's face from frame to frame: detect rarely, crop from the last landmarks otherwise.
+
+Running a face detector on every frame is the slow part of a landmark demo. After the driver's face is
+found once, the previous frame's landmarks say where the face is, so the next crop is built around their
+box (``crop_matrix(face_box_from_points(points))``, the same crop the model was trained on) and the
+detector only runs:
+
+- every ``redetect_every`` frames, to check that the track still sits on a face (a detection overlapping
+  it) and to notice when it does not -- a few misses in a row end the track;
+- at once when the track looks lost: the landmark box collapses, explodes, jumps, leaves the image or the
+  landmarks stop looking like a face (eyes too close or too far apart for the box).
+
+The driver is the largest face near the image centre when a track starts, and afterwards whichever
+detection overlaps the current track best, so a passenger leaning in does not steal the track.
+
+The landmarks are smoothed with a One Euro filter (reset whenever a new track starts) for drawing and
+head pose; ``TrackResult.raw_points`` are the unsmoothed ones, which keep the fast eyelid motion of a blink.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from landmark.data.crop import crop_matrix, face_box_from_points
+from landmark.detect.calibration import box_iou
+from landmark.filters import OneEuroFilter
+
+DETECTED = "detected"  # a track started from a detection on this frame
+TRACKING = "tracking"  # the crop came from the previous frame's landmarks
+NO_FACE = "no_face"
+
+
+@dataclass
+class TrackerConfig:
+    redetect_every: int = 10  # run the detector at least every N frames while tracking
+    max_missed_detections: int = 3  # re-detections in a row that may miss the tracked face before it is dropped
+    match_iou: float = 0.3  # a detection belongs to the track when its landmark-box IoU reaches this
+    min_face_px: float = 24.0  # a landmark box smaller than this (either side) is a lost track
+    max_jump: float = 0.5  # largest centre move between frames, as a fraction of the box size
+    max_size_change: float = 0.4  # largest relative change of the box size between frames
+    min_inside: float = 0.5  # least fraction of the landmark box that must lie inside the image
+    check_plausible: bool = True  # the checks above (off only to benchmark an untrained model)
+    refine_on_detect: bool = True  # after a detection, crop again around the first landmarks
+    smooth: bool = True
+    min_cutoff: float = 1.0  # One Euro filter, pixels: smoothing of a still face (Hz)
+    beta: float = 0.05  # ... how fast the cutoff opens with speed (per px/s)
+    d_cutoff: float = 1.0  # ... smoothing of the speed estimate (Hz)
+
+
+@dataclass
+class TrackResult:
+    state: str  # DETECTED, TRACKING or NO_FACE
+    points: np.ndarray | None  # (K, 2) smoothed landmarks, image pixels
+    raw_points: np.ndarray | None  # (K, 2) landmarks straight from the model
+    box: np.ndarray | None  # (4,) landmark box of the raw points
+    detections: np.ndarray | None  # (N, 5) this frame's detections, None when the detector did not run
+    lost_reason: str | None  # why the previous track ended on this frame, if it did
+    detect_ms: float
+    landmarks_ms: float
+
+
+def choose_driver(detections: np.ndarray, image_size: tuple[int, int]) -> int:
+    """Index of the driver among (N, >=4) boxes: the largest face, discounted by its distance from the centre."""
+    width, height = image_size
+    half_diagonal = 0.5 * float(np.hypot(width, height))
+    best, best_weight = -1, -1.0
+    for i, box in enumerate(detections):
+        area = max(0.0, box[2] - box[0]) * max(0.0, box[3] - box[1])
+        offset = np.hypot(0.5 * (box[0] + box[2]) - 0.5 * width, 0.5 * (box[1] + box[3]) - 0.5 * height)
+        weight = area * max(0.25, 1.0 - offset / half_diagonal)
+        if weight > best_weight:
+            best, best_weight = i, weight
+    return best
+
+
+def implausible(
+    points: np.ndarray,
+    previous_box: np.ndarray | None,
+    image_size: tuple[int, int],
+    eye_centres: np.ndarray,
+    config: TrackerConfig,
+) -> str | None:
+    """Why these landmarks do not look like the tracked face (a short reason), or None when they do."""
+    if not np.isfinite(points).all():
+        return "non-finite landmarks"
+    box = face_box_from_points(points)
+    width, height = box[2] - box[0], box[3] - box[1]
+    if min(width, height) < config.min_face_px:
+        return f"landmark box collapsed ({width:.0f}x{height:.0f} px)"
+    ix = max(0.0, min(box[2], image_size[0] - 1) - max(box[0], 0.0))
+    iy = max(0.0, min(box[3], image_size[1] - 1) - max(box[1], 0.0))
+    if ix * iy < config.min_inside * width * height:
+        return "face left the image"
+    eye_distance = float(np.hypot(*(eye_centres[1] - eye_centres[0])))
+    if not 0.12 * max(width, height) < eye_distance < 0.9 * max(width, height):
+        return "landmarks do not look like a face (eye distance)"
+    if previous_box is not None:
+        size = max(width, height)
+        previous_size = max(previous_box[2] - previous_box[0], previous_box[3] - previous_box[1])
+        if abs(size / previous_size - 1.0) > config.max_size_change:
+            return f"landmark box size jumped ({previous_size:.0f} -> {size:.0f} px)"
+        jump = np.hypot(
+            0.5 * (box[0] + box[2] - previous_box[0] - previous_box[2]),
+            0.5 * (box[1] + box[3] - previous_box[1] - previous_box[3]),
+        )
+        if jump > config.max_jump * previous_size:
+            return f"landmark box jumped {jump:.0f} px"
+    return None
+
+
+class FaceTracker:
+    """``update(image, t) -> TrackResult`` once per frame; ``detector`` and ``predictor`` as in ``landmark.detect``
+    and ``landmark.inference.predictor``."""
+
+    def __init__(self, detector, predictor, config: TrackerConfig | None = None) -> None:
+        self.detector = detector
+        self.predictor = predictor
+        self.config = config if config is not None else TrackerConfig()
+        c = self.config
+        self.filter = OneEuroFilter(c.min_cutoff, c.beta, c.d_cutoff)
+        self.reset()
+
+    def reset(self) -> None:
+        """Drop the track: the next frame runs the detector."""
+        self._points: np.ndarray | None = None  # raw landmarks of the last frame
+        self._box: np.ndarray | None = None
+        self._since_detect = 0
+        self._misses = 0
+        self.filter.reset()
+
+    @property
+    def tracking(self) -> bool:
+        return self._points is not None
+
+    def update(self, image: np.ndarray, t: float) -> TrackResult:
+        image_size = (image.shape[1], image.shape[0])
+        detections, detect_ms, landmarks_ms = None, 0.0, 0.0
+        lost_reason = None
+        self._since_detect += 1  # frames since the detector last ran
+
+        if self.tracking and self._since_detect >= self.config.redetect_every:
+            detections, detect_ms = self._detect(image)
+            lost_reason = self._check_track(detections)
+
+        if self.tracking:
+            start = time.perf_counter()
+            points = self._landmarks(image, self._box)
+            landmarks_ms += 1000 * (time.perf_counter() - start)
+            reason = self._implausible(points, self._box, image_size)
+            if reason is None:
+                return self._result(TRACKING, points, t, detections, None, detect_ms, landmarks_ms)
+            lost_reason = reason
+            self.reset()
+
+        # No track (or it was just lost): find the driver, reusing this frame's detections when we have them.
+        if detections is None:
+            detections, ms = self._detect(image)
+            detect_ms += ms
+        if len(detections) == 0:
+            return TrackResult(NO_FACE, None, None, None, detections, lost_reason, detect_ms, landmarks_ms)
+        driver = detections[choose_driver(detections, image_size)]
+        start = time.perf_counter()
+        box = self.detector.to_landmark_box(driver)
+        points = self._landmarks(image, box)
+        if self.config.refine_on_detect and np.isfinite(points).all():
+            points = self._landmarks(image, face_box_from_points(points))
+        landmarks_ms += 1000 * (time.perf_counter() - start)
+        if self._implausible(points, None, image_size) is not None:
+            return TrackResult(NO_FACE, None, None, None, detections, lost_reason, detect_ms, landmarks_ms)
+        self.filter.reset()
+        self._misses = 0
+        return self._result(DETECTED, points, t, detections, lost_reason, detect_ms, landmarks_ms)
+
+    # --- steps ------------------------------------------------------------------------------------------
+
+    def _detect(self, image: np.ndarray) -> tuple[np.ndarray, float]:
+        start = time.perf_counter()
+        detections = np.asarray(self.detector.detect(image), dtype=np.float32).reshape(-1, 5)
+        self._since_detect = 0
+        return detections, 1000 * (time.perf_counter() - start)
+
+    def _check_track(self, detections: np.ndarray) -> str | None:
+        """A periodic re-detection: does a detection still overlap the track? Drop it after a few misses."""
+        ious = [box_iou(self.detector.to_landmark_box(det), self._box) for det in detections]
+        if ious and max(ious) >= self.config.match_iou:
+            self._misses = 0
+            return None
+        self._misses += 1
+        if self._misses < self.config.max_missed_detections:
+            return None  # e.g. a turned head that the frontal detector misses, but the landmarks still follow
+        self.reset()
+        return f"no detection on the track for {self.config.max_missed_detections} re-detections"
+
+    def _landmarks(self, image: np.ndarray, box: np.ndarray) -> np.ndarray:
+        matrix = crop_matrix(box, self.predictor.input_size, self.predictor.crop_scale)
+        return self.predictor.predict_from_matrices(image, matrix[None]).landmarks[0]
+
+    def _implausible(self, points: np.ndarray, previous_box: np.ndarray | None, image_size) -> str | None:
+        if not self.config.check_plausible:
+            return None if np.isfinite(points).all() else "non-finite landmarks"
+        eyes = self.predictor.scheme.eye_centres(points)
+        return implausible(points, previous_box, image_size, eyes, self.config)
+
+    def _result(self, state, points, t, detections, lost_reason, detect_ms, landmarks_ms) -> TrackResult:
+        self._points = points
+        self._box = face_box_from_points(points)
+        smooth = self.filter(points, t).astype(np.float32) if self.config.smooth else points
+        return TrackResult(state, smooth, points, self._box, detections, lost_reason, detect_ms, landmarks_ms)

