@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from landmark.checkpoint import default_model_path
 from landmark.data.pose import angles_from_rotation, solve_head_pose
 from landmark.dms import DMSConfig, DriverMonitor
 from landmark.errors import LandmarkError
@@ -36,16 +37,7 @@ from landmark.video import JsonlLog, VideoWriter, open_source
 logger = logging.getLogger(__name__)
 
 STAGES = ("decode", "detect", "landmarks", "pose", "dms", "draw", "encode")
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 WINDOW_NAME = "landmark demo (q quit, space pause, s screenshot, r reset)"
-
-
-def default_model_path() -> Path | None:
-    """The shipped model, ``landmark/weights/default.onnx`` (or ``.pt``), when present."""
-    for name in ("default.onnx", "default.pt"):
-        if (WEIGHTS_DIR / name).is_file():
-            return WEIGHTS_DIR / name
-    return None
 
 
 # --- display ---------------------------------------------------------------------------------------------
@@ -313,15 +305,9 @@ def benchmark_demo(
 
 def check_model_path(model: str | Path | None) -> Path:
     """The model to load: the given path, or the shipped default; a clear error when there is neither."""
-    if model is not None:
-        path = Path(model)
-        if not path.is_file():
-            raise LandmarkError(f"{path}: model file not found")
-        return path
-    default = default_model_path()
-    if default is None:
-        raise LandmarkError(
-            f"no model given and no default model in {WEIGHTS_DIR} (default.onnx or default.pt): "
-            "pass --model with a checkpoint from 'landmark train' or an ONNX file from 'landmark export'"
-        )
-    return default
+    if model is None:
+        return default_model_path()
+    path = Path(model)
+    if not path.is_file():
+        raise LandmarkError(f"{path}: model file not found")
+    return path

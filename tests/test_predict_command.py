@@ -105,10 +105,12 @@ def test_predict_json_to_stdout_is_pure_json(
 def test_predict_without_a_model_says_to_pass_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
-    monkeypatch.setattr(predict_command, "DEFAULT_MODELS", (tmp_path / "none.onnx", tmp_path / "none.pt"))
+    import landmark.checkpoint
+
+    monkeypatch.setattr(landmark.checkpoint, "WEIGHTS_DIR", tmp_path / "no-weights")
     cv2.imwrite(str(tmp_path / "a.png"), np.zeros((20, 20, 3), np.uint8))
     assert main(["predict", str(tmp_path / "a.png"), "--out", str(tmp_path / "out")]) == 2
-    assert "pass --model" in capsys.readouterr().err
+    assert "no default model" in capsys.readouterr().err
 
 
 def test_predict_on_nothing_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

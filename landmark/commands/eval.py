@@ -39,6 +39,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--detector", default="haar", help="detector for --box detector (default: %(default)s)")
     parser.add_argument("--detector-model", help="model file for the mediapipe / yunet detectors")
     parser.add_argument("--flip-test", action="store_true", help="average with the prediction on the mirrored crop")
+    parser.add_argument(
+        "--val-fraction",
+        type=float,
+        metavar="F",
+        help="evaluate only the held-out validation part of DATA, split as a training config with "
+        "data.val_fraction F does (e.g. 0.1 for configs/train/300w_68.yaml)",
+    )
+    parser.add_argument("--split-seed", type=int, default=0, help="data.split_seed of that config (default 0)")
     parser.add_argument("--skip-invalid", action="store_true", help="skip malformed samples instead of stopping")
     parser.add_argument("--json", metavar="PATH", help="write the results as JSON ('-' for standard output)")
     parser.add_argument("--report", type=Path, metavar="DIR", help="write report.md, ced.png and results.json here")
@@ -80,11 +88,12 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
-    checkpoint = args.checkpoint or default_model_path(".pt")
+    checkpoint = args.checkpoint or default_model_path((".pt",))
     model, scheme, state = load_model(checkpoint)
-    records = build_records(
-        {"format": args.data_format, "root": str(args.data), "skip_invalid": args.skip_invalid}, "test"
-    )
+    data_cfg = {"format": args.data_format, "root": str(args.data), "skip_invalid": args.skip_invalid}
+    if args.val_fraction is not None:
+        data_cfg.update(val_fraction=args.val_fraction, split_seed=args.split_seed)
+    records = build_records(data_cfg, "val" if args.val_fraction is not None else "test")
     counts = {len(r.points) for r in records}
     if counts != {scheme.num_points}:
         raise LandmarkError(

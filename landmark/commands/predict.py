@@ -20,10 +20,9 @@ from typing import Any
 import cv2
 import numpy as np
 
+from landmark.checkpoint import default_model_path
 from landmark.errors import LandmarkError
 
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
-DEFAULT_MODELS = (WEIGHTS_DIR / "default.onnx", WEIGHTS_DIR / "default.pt")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".webp", ".tif", ".tiff"}
 DETECTORS = ("haar", "mediapipe", "yunet")
 PROGRESS_MIN_IMAGES = 5  # a bar for folders; a handful of files just prints the summary
@@ -43,13 +42,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--threads", type=int, help="inference threads (default: the runtime's choice)")
     parser.set_defaults(run=run)
-
-
-def default_model() -> Path:
-    for path in DEFAULT_MODELS:
-        if path.is_file():
-            return path
-    raise LandmarkError(f"no default model installed ({DEFAULT_MODELS[0]}); pass --model MODEL.onnx or MODEL.pt")
 
 
 def image_paths(inputs: list[Path]) -> list[Path]:
@@ -159,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
     from landmark.inference.predictor import LandmarkPredictor
 
     paths = image_paths(args.inputs)
-    model_path = args.model or default_model()
+    model_path = args.model or default_model_path()
     predictor = LandmarkPredictor.from_path(model_path, threads=args.threads)
     detector = build_detector(args.detector, args.detector_model)
     args.out.mkdir(parents=True, exist_ok=True)

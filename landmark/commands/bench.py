@@ -1,0 +1,119 @@
+"""``landmark bench``: input pipeline, training, inference and end-to-end demo speed on this machine."""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+from landmark.commands.output import write_json
+from landmark.config import shared_data_dir
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("bench", help="measure data, training, inference and demo speed")
+    parser.add_argument("--data", action="store_true", help="input pipeline samples/s with 0, 1, 2 workers")
+    parser.add_argument("--train", action="store_true", help="training images/s (batch 64) and data-wait share")
+    parser.add_argument("--infer", action="store_true", help="per-face latency p50/p90, throughput, sizes")
+    parser.add_argument("--demo", action="store_true", help="headless end-to-end demo FPS on a 640x480 video")
+    parser.add_argument("--model", type=Path, help="model for --demo (.onnx/.pt; default: the package default)")
+    parser.add_argument("--runs", type=int, default=200, help="timed calls per latency figure (default 200)")
+    parser.add_argument("--json", metavar="PATH", help="write all results as JSON ('-' for standard output)")
+    parser.set_defaults(run=run)
+
+
+def _say(args: argparse.Namespace, text: str) -> None:
+    if args.json != "-":
+        print(text, flush=True)
+
+
+def _synthetic(folder: Path, n: int = 200) -> Path:
+    from landmark.data.synthetic import write_synthetic_wflw
+
+    write_synthetic_wflw(folder, n=n, seed=0)
+    return folder
+
+
+def bench_data(args: argparse.Namespace, workdir: Path) -> list[dict]:
+    from landmark.bench.train import benchmark_data
+    from landmark.data.augment import load_augment_config
+    from landmark.data.dataset import LandmarkDataset
+    from landmark.data.readers import read_300w, read_wflw
+    from landmark.data.schemes import IBUG_68, WFLW_98
+
+    strong = load_augment_config("strong")
+    datasets = {
+        "synthetic WFLW (256 px)": LandmarkDataset(
+            read_wflw(_synthetic(workdir / "syn"), "train"), WFLW_98, augment=strong, box_jitter=0.1
+        )
+    }
+    faces300w = shared_data_dir() / "faces300w" / "train"
+    if faces300w.is_dir():
+        datasets["300-W real (<= 320 px)"] = LandmarkDataset(
+            read_300w(faces300w), IBUG_68, augment=strong, box_jitter=0.1
+        )
+    rows = benchmark_data(datasets)
+    _say(args, f"{'data':<26} {'workers':>7} {'samples/s':>10}")
+    for row in rows:
+        _say(args, f"{row['data']:<26} {row['workers']:>7} {row['samples_per_s']:>10.0f}")
+    return rows
+
+
+def bench_train(args: argparse.Namespace, workdir: Path) -> list[dict]:
+    from landmark.bench.train import benchmark_training
+    from landmark.data.readers import read_300w
+
+    faces300w = shared_data_dir() / "faces300w" / "train"
+    records = read_300w(faces300w) if faces300w.is_dir() else None
+    rows = benchmark_training(records, num_points=68)
+    _say(args, f"{'model':<16} {'compute img/s':>13} {'with data img/s':>16} {'waiting for data':>17}")
+    for row in rows:
+        wait = f"{100 * row['data_wait_share']:.0f}%" if "data_wait_share" in row else "-"
+        _say(
+            args, f"{row['model']:<16} {row['compute_images_per_s']:>13} {row.get('images_per_s', '-'):>16} {wait:>17}"
+        )
+    return rows
+
+
+def bench_infer(args: argparse.Namespace, workdir: Path) -> list[dict]:
+    from landmark.bench.infer import benchmark_default_models, format_table
+
+    results = benchmark_default_models(runs=args.runs)
+    _say(args, format_table(results))
+    return results
+
+
+def bench_demo(args: argparse.Namespace, workdir: Path) -> dict:
+    from landmark.checkpoint import default_model_path
+    from landmark.data.synthetic_video import render_driver_video
+    from landmark.demo_app import benchmark_demo
+    from landmark.inference.predictor import LandmarkPredictor
+
+    model = args.model or default_model_path()
+    video = workdir / "driver.mp4"
+    render_driver_video(video, workdir / "driver.json", seconds=20, seed=3, size=(640, 480))
+    predictor = LandmarkPredictor.from_path(model, threads=1)
+    summary = benchmark_demo(video, predictor, workdir=workdir)
+    stages = "  ".join(f"{name} {ms:.2f}" for name, ms in summary["stage_ms"].items())
+    _say(
+        args,
+        f"demo: {summary['frames']} frames of 640x480 at {summary['fps']:.0f} FPS end to end "
+        f"(model {model}, tracking on, {summary['detect_calls']} detector calls)",
+    )
+    _say(args, f"  ms per frame: {stages}")
+    return {"model": str(model), **summary}
+
+
+SECTIONS = {"data": bench_data, "train": bench_train, "infer": bench_infer, "demo": bench_demo}
+
+
+def run(args: argparse.Namespace) -> int:
+    sections = [name for name in SECTIONS if getattr(args, name)] or list(SECTIONS)
+    results = {}
+    with tempfile.TemporaryDirectory() as temp:
+        for name in sections:
+            _say(args, f"== {name}")
+            results[name] = SECTIONS[name](args, Path(temp))
+    if args.json:
+        write_json(args.json, results)
+    return 0
