@@ -37,8 +37,10 @@ def default_model_path(suffixes: tuple[str, ...] = (".onnx", ".pt")) -> Path:
         if path.is_file():
             return path
     names = " or ".join(f"default{s}" for s in suffixes)
-    raise LandmarkError(f"no model given and no default model ({names}) in {WEIGHTS_DIR}: pass a model "
-                        "(a checkpoint from 'landmark train' or an ONNX file from 'landmark export')")
+    raise LandmarkError(
+        f"no model given and no default model ({names}) in {WEIGHTS_DIR}: pass a model "
+        "(a checkpoint from 'landmark train' or an ONNX file from 'landmark export')"
+    )
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
@@ -92,6 +94,14 @@ def model_from_checkpoint(state: dict[str, Any], source: str, prefer_ema: bool =
             f"{source}: scheme {scheme.name} has {scheme.num_points} points but the model predicts {model.num_points}"
         )
     return model.eval(), scheme
+
+
+def inference_checkpoint(state: dict[str, Any]) -> dict[str, Any]:
+    """What a deployed model needs: the inference weights (the EMA when the run kept one), the model config,
+    the scheme and the training config and history for the record -- no optimiser, aux net or RNG state."""
+    weights = state["ema"] if state.get("ema") is not None else state["model"]
+    keep = ("model_config", "scheme", "train_config", "epoch", "best_nme", "history")
+    return {"model": weights, "ema": None, "aux": None, **{key: state.get(key) for key in keep}}
 
 
 def load_model(path: str | Path, prefer_ema: bool = True) -> tuple[PFLD, Scheme, dict[str, Any]]:

@@ -168,3 +168,19 @@ def test_benchmark_reports_every_backend_and_thread_count() -> None:
     assert result["params"] == sum(p.numel() for p in build_pfld(cfg).parameters())
     table = format_table([result])
     assert table.splitlines()[2].startswith("tiny") and len(table.splitlines()) == 2 + 2
+
+
+def test_inference_only_checkpoint_keeps_the_ema_weights(tmp_path: Path) -> None:
+    from landmark.checkpoint import load_checkpoint
+    from landmark.cli import main
+
+    source = make_checkpoint(tmp_path / "run.pt")
+    state = load_checkpoint(source)
+    ema = {k: v * 1.01 if v.dtype.is_floating_point else v for k, v in state["model"].items()}
+    save_checkpoint({**state, "ema": ema, "optimizer": {"state": {}}}, source)
+    assert main(["export", "--checkpoint", str(source), "--out", str(tmp_path / "m.onnx"),
+                 "--pt", str(tmp_path / "slim.pt")]) == 0  # fmt: skip
+    slim = load_checkpoint(tmp_path / "slim.pt")
+    assert slim.get("optimizer") is None and slim["ema"] is None and slim["aux"] is None
+    for name, value in ema.items():
+        torch.testing.assert_close(slim["model"][name], value)

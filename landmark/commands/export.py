@@ -25,6 +25,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--calibration-size", type=int, default=256, help="faces used to calibrate and compare (default: %(default)s)"
     )
+    parser.add_argument(
+        "--pt",
+        type=Path,
+        metavar="PATH",
+        help="also write an inference-only checkpoint (EMA weights, no optimiser state) here",
+    )
     parser.set_defaults(run=run)
 
 
@@ -46,6 +52,11 @@ def run(args: argparse.Namespace) -> int:
         f"wrote {summary['path']} ({summary['bytes'] / 1024:.0f} KB, opset {summary['opset']}); "
         f"ONNX Runtime vs PyTorch max abs diff {summary['max_abs_diff']:.2e}"
     )
+    if args.pt:
+        from landmark.checkpoint import inference_checkpoint, load_checkpoint, save_checkpoint
+
+        save_checkpoint(inference_checkpoint(load_checkpoint(args.checkpoint)), args.pt)
+        print(f"wrote {args.pt} ({args.pt.stat().st_size / 1024:.0f} KB, inference weights only)")
     if args.int8:
         from landmark.inference.quantize import export_int8
 
