@@ -31,12 +31,12 @@ run: $(STAMP)
 	@echo "outputs: $(QUICK)/ (data/contact_sheet.png, train/, eval/report.md, eval/ced.png, model.onnx, demo.mp4, demo.jsonl)"
 
 test: $(STAMP)
-	$(BIN)/ruff check landmark tests
+	$(BIN)/ruff check landmark tests demo
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check landmark tests
-	$(BIN)/ruff format --check landmark tests
+	$(BIN)/ruff check landmark tests demo
+	$(BIN)/ruff format --check landmark tests demo
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

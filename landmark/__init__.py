@@ -1,2 +1,3 @@
 """landmark: PFLD facial landmarks for driver monitoring."""
+
 __version__ = "0.1.0"
