@@ -64,27 +64,21 @@ def detector_boxes(
     from landmark.data.crop import face_box_from_points
     from landmark.data.dataset import load_image
     from landmark.detect import build_detector
+    from landmark.detect.calibration import box_iou
 
     detector = build_detector(detector_name, detector_model)
     out, fallbacks = [], 0
     for record in tqdm(records, desc="detecting faces", leave=False):
         truth = face_box_from_points(record.points)
         detections = detector.detect(load_image(record.image_path))
-        ious = [box_iou(d[:4], truth) for d in detections]
+        estimates = [detector.to_landmark_box(d[:4]) for d in detections]  # detector box -> landmark box
+        ious = [box_iou(estimate, truth) for estimate in estimates]
         if ious and max(ious) >= min_iou:
-            box = detector.to_landmark_box(detections[int(np.argmax(ious))][:4])
+            box = estimates[int(np.argmax(ious))]
         else:
             box, fallbacks = truth, fallbacks + 1
         out.append(replace(record, box=np.asarray(box, dtype=np.float32)))
     return out, fallbacks
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> float:
-    x1, y1 = max(a[0], b[0]), max(a[1], b[1])
-    x2, y2 = min(a[2], b[2]), min(a[3], b[3])
-    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union) if union > 0 else 0.0
 
 
 def run(args: argparse.Namespace) -> int:
