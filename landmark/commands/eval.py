@@ -66,7 +66,7 @@ def detector_boxes(
     from landmark.detect import build_detector
     from landmark.detect.calibration import box_iou
 
-    detector = build_detector(detector_name, detector_model)
+    detector = build_detector(detector_name, detector_model, photos=True)
     out, fallbacks = [], 0
     for record in tqdm(records, desc="detecting faces", leave=False):
         truth = face_box_from_points(record.points)

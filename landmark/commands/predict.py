@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from landmark.checkpoint import default_model_path
+from landmark.detect import build_detector
 from landmark.errors import LandmarkError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".webp", ".tif", ".tiff"}
@@ -138,14 +139,6 @@ def predict_images(
     return results, skipped
 
 
-def build_detector(name: str, model_path: Path | None):
-    try:
-        from landmark.detect import build_detector as build
-    except ImportError as err:
-        raise LandmarkError(f"face detectors are not available in this installation ({err})") from None
-    return build(name, str(model_path) if model_path else None)
-
-
 def run(args: argparse.Namespace) -> int:
     from landmark.commands.output import write_json
     from landmark.inference.predictor import LandmarkPredictor
@@ -153,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
     paths = image_paths(args.inputs)
     model_path = args.model or default_model_path()
     predictor = LandmarkPredictor.from_path(model_path, threads=args.threads)
-    detector = build_detector(args.detector, args.detector_model)
+    detector = build_detector(args.detector, args.detector_model, photos=True)
     args.out.mkdir(parents=True, exist_ok=True)
     results, skipped = predict_images(paths, predictor, detector, args.out, progress=len(paths) > PROGRESS_MIN_IMAGES)
     if not results:

@@ -37,10 +37,17 @@ class Detector(Protocol):
     def to_landmark_box(self, box: np.ndarray) -> np.ndarray: ...
 
 
-def build_detector(name: str = "haar", model_path: str | Path | None = None, fallback: bool = True) -> Detector:
-    """A detector by name; a missing MediaPipe/YuNet model falls back to Haar with a warning (unless told not)."""
+def build_detector(
+    name: str = "haar", model_path: str | Path | None = None, fallback: bool = True, photos: bool = False
+) -> Detector:
+    """A detector by name; a missing MediaPipe/YuNet model falls back to Haar with a warning (unless told not).
+
+    ``photos=True`` tunes Haar for still images of any size rather than a real-time video stream: a larger
+    working width (faces in photos are often small), finer scale steps and one more neighbour to confirm.
+    """
+    haar = (lambda: HaarDetector(detect_width=640, scale_factor=1.1, min_neighbors=4)) if photos else HaarDetector
     if name == "haar":
-        return HaarDetector()
+        return haar()
     if name not in DETECTORS:
         raise LandmarkError(f"unknown face detector {name!r}; expected one of {', '.join(DETECTORS)}")
     try:
@@ -49,7 +56,7 @@ def build_detector(name: str = "haar", model_path: str | Path | None = None, fal
         if not fallback:
             raise
         logger.warning("%s; falling back to the Haar detector", error)
-        return HaarDetector()
+        return haar()
 
 
 __all__ = [
