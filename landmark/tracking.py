@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from landmark.data.crop import crop_matrix, face_box_from_points
+from landmark.data.pose import head_pose
 from landmark.detect.calibration import box_iou
 from landmark.filters import OneEuroFilter
 
@@ -37,6 +38,12 @@ NO_FACE = "no_face"
 class TrackerConfig:
     redetect_every: int = 10  # run the detector at least every N frames while tracking
     max_missed_detections: int = 3  # re-detections in a row that may miss the tracked face before it is dropped
+    # A frontal face is what a frontal detector finds: when it misses one, the face has most likely gone (an
+    # empty seat), so look again after ``recheck_after`` frames and drop it after ``max_missed_frontal``
+    # misses. A turned head keeps the patient cadence above, since the detector cannot see it anyway.
+    frontal_yaw_deg: float = 20.0
+    max_missed_frontal: int = 2
+    recheck_after: int = 3
     match_iou: float = 0.3  # a detection belongs to the track when its landmark-box IoU reaches this
     min_face_px: float = 24.0  # a landmark box smaller than this (either side) is a lost track
     max_jump: float = 0.5  # largest centre move between frames, as a fraction of the box size
@@ -143,7 +150,7 @@ class FaceTracker:
 
         if self.tracking and self._since_detect >= self.config.redetect_every:
             detections, detect_ms = self._detect(image)
-            lost_reason = self._check_track(detections)
+            lost_reason = self._check_track(detections, image_size)
 
         if self.tracking:
             start = time.perf_counter()
@@ -182,17 +189,23 @@ class FaceTracker:
         self._since_detect = 0
         return detections, 1000 * (time.perf_counter() - start)
 
-    def _check_track(self, detections: np.ndarray) -> str | None:
+    def _check_track(self, detections: np.ndarray, image_size: tuple[int, int]) -> str | None:
         """A periodic re-detection: does a detection still overlap the track? Drop it after a few misses."""
+        c = self.config
         ious = [box_iou(self.detector.to_landmark_box(det), self._box) for det in detections]
-        if ious and max(ious) >= self.config.match_iou:
+        if ious and max(ious) >= c.match_iou:
             self._misses = 0
             return None
         self._misses += 1
-        if self._misses < self.config.max_missed_detections:
+        yaw = np.degrees(head_pose(self._points, self.predictor.scheme, image_size)[0])
+        frontal = abs(yaw) < c.frontal_yaw_deg
+        allowed = c.max_missed_frontal if frontal else c.max_missed_detections
+        if self._misses < allowed:
+            if frontal:  # look again soon rather than after a full re-detection period
+                self._since_detect = max(0, c.redetect_every - c.recheck_after)
             return None  # e.g. a turned head that the frontal detector misses, but the landmarks still follow
         self.reset()
-        return f"no detection on the track for {self.config.max_missed_detections} re-detections"
+        return f"no detection on the {'frontal ' if frontal else ''}track for {allowed} re-detections"
 
     def _landmarks(self, image: np.ndarray, box: np.ndarray) -> np.ndarray:
         matrix = crop_matrix(box, self.predictor.input_size, self.predictor.crop_scale)
