@@ -37,7 +37,10 @@ NO_FACE = "no_face"
 @dataclass
 class TrackerConfig:
     redetect_every: int = 10  # run the detector at least every N frames while tracking
-    max_missed_detections: int = 3  # re-detections in a row that may miss the tracked face before it is dropped
+    # Re-detections in a row that may miss a turned face before its track is dropped: a frontal detector
+    # cannot see a head turned beyond ~30 degrees, and distraction needs the landmarks of exactly those
+    # seconds, so the plausibility checks below, not the detector, end such a track (10 x 10 frames = 3.3 s).
+    max_missed_detections: int = 10
     # A frontal face is what a frontal detector finds: when it misses one, the face has most likely gone (an
     # empty seat), so look again after ``recheck_after`` frames and drop it after ``max_missed_frontal``
     # misses. A turned head keeps the patient cadence above, since the detector cannot see it anyway.

@@ -303,8 +303,9 @@ def test_missing_face_for_four_seconds():
     assert len(events) == 2 and events[0]["start"] == pytest.approx(lost)
     assert events[1] == {"type": "face_missing", "start": pytest.approx(lost), "end": pytest.approx(back)}
     onset = next(s for s in driver.states if s.events)
-    assert onset.t == pytest.approx(lost + 2.0) and onset.alerts == ["face_missing"]
-    assert onset.face_missing_duration == pytest.approx(2.0) and onset.ear is None
+    alert_after = driver.monitor.config.face.missing_alert_s
+    assert onset.t == pytest.approx(lost + alert_after) and onset.alerts == ["face_missing"]
+    assert onset.face_missing_duration == pytest.approx(alert_after) and onset.ear is None
     assert driver.states[-1].face_missing_duration == 0.0 and driver.states[-1].alert_level == 0
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from landmark.commands import dms_eval
 from landmark.data.schemes import WFLW_98, EyeIndices
+from landmark.dms.config import FaceConfig
 from landmark.dms.evaluate import (
     Event,
     events_from_log,
@@ -188,7 +189,7 @@ def test_monitor_on_true_points_finds_the_events(timeline):
         assert scores[kind]["f1"] >= 0.95, (kind, scores[kind])
         assert 0.0 <= scores[kind]["onset_latency_s"] < 0.4, (kind, scores[kind])  # ramps delay onsets
     assert scores["microsleep"]["alert_delay_s"] == pytest.approx(0.6, abs=0.1)
-    assert scores["face_missing"]["alert_delay_s"] == pytest.approx(2.0, abs=0.05)
+    assert scores["face_missing"]["alert_delay_s"] == pytest.approx(FaceConfig().missing_alert_s, abs=0.05)
 
 
 def test_dms_eval_command(timeline, tmp_path, capsys):

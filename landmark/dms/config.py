@@ -67,7 +67,7 @@ class DistractionConfig:
 
 @dataclass(frozen=True)
 class FaceConfig:
-    missing_alert_s: float = 2.0
+    missing_alert_s: float = 1.5
     grace_s: float = 0.25
 
 
