@@ -30,9 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
-    )
+    # INFO for our own modules only: libraries that log on the root logger (ONNX Runtime's quantizer)
+    # would otherwise flood the terminal.
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("landmark").setLevel(logging.DEBUG if args.verbose else logging.INFO)
     try:
         return args.run(args)
     except LandmarkError as err:
