@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from landmark.data.schemes import IBUG_68, Scheme
+from landmark.data.schemes import IBUG_68, EyeIndices, Scheme
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -77,3 +77,15 @@ def write_synthetic_face(
 def synthetic_face(tmp_path: Path) -> tuple[Path, np.ndarray]:
     """One symmetric 68-point synthetic face written to tmp_path: (image path, 0-based points)."""
     return write_synthetic_face(tmp_path)
+
+
+def place_contour(points: np.ndarray, contour: EyeIndices, centre: tuple, width: float, opening: float) -> None:
+    """Corners `width` apart; each (upper, lower) pair `opening` apart vertically, so the ratio is exact."""
+    cx, cy = centre
+    points[contour.corner_a] = (cx - width / 2, cy)
+    points[contour.corner_b] = (cx + width / 2, cy)
+    n = len(contour.pairs)
+    for j, (upper, lower) in enumerate(contour.pairs):
+        x = cx - width / 2 + width * (j + 1) / (n + 1)
+        points[upper] = (x, cy - opening / 2)
+        points[lower] = (x, cy + opening / 2)

@@ -5,8 +5,9 @@ import time
 
 import numpy as np
 import pytest
+from conftest import place_contour
 
-from landmark.data.schemes import IBUG_68, WFLW_98, EyeIndices, Scheme
+from landmark.data.schemes import IBUG_68, WFLW_98, Scheme
 from landmark.dms import DMSConfig, DriverMonitor, load_dms_config
 from landmark.dms.config import CalibrationConfig
 from landmark.dms.signals import FaceRatios, aspect_ratios, eye_aspect_ratio, mouth_aspect_ratio
@@ -17,18 +18,6 @@ OPEN_EAR = 0.3
 
 
 # --- a synthetic frontal face whose eye and mouth openings we control ------------------------------------
-
-
-def place_contour(points: np.ndarray, contour: EyeIndices, centre: tuple, width: float, opening: float) -> None:
-    """Corners `width` apart; each (upper, lower) pair `opening` apart vertically, so the ratio is exact."""
-    cx, cy = centre
-    points[contour.corner_a] = (cx - width / 2, cy)
-    points[contour.corner_b] = (cx + width / 2, cy)
-    n = len(contour.pairs)
-    for j, (upper, lower) in enumerate(contour.pairs):
-        x = cx - width / 2 + width * (j + 1) / (n + 1)
-        points[upper] = (x, cy - opening / 2)
-        points[lower] = (x, cy + opening / 2)
 
 
 def make_face(scheme: Scheme, ear: float = OPEN_EAR, mar: float = 0.05) -> np.ndarray:

@@ -6,9 +6,10 @@ import json
 
 import numpy as np
 import pytest
+from conftest import place_contour
 
 from landmark.commands import dms_eval
-from landmark.data.schemes import WFLW_98, EyeIndices
+from landmark.data.schemes import WFLW_98
 from landmark.dms.config import FaceConfig
 from landmark.dms.evaluate import (
     Event,
@@ -116,17 +117,6 @@ def test_load_timeline_errors(tmp_path):
 
 
 # --- a synthetic timeline, scored end to end --------------------------------------------------------------
-
-
-def place_contour(points, contour: EyeIndices, centre, width, opening):
-    cx, cy = centre
-    points[contour.corner_a] = (cx - width / 2, cy)
-    points[contour.corner_b] = (cx + width / 2, cy)
-    n = len(contour.pairs)
-    for j, (upper, lower) in enumerate(contour.pairs):
-        x = cx - width / 2 + width * (j + 1) / (n + 1)
-        points[upper] = (x, cy - opening / 2)
-        points[lower] = (x, cy + opening / 2)
 
 
 def face_points(eye_closure: float, mouth_open: float, rng) -> np.ndarray:
