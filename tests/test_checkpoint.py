@@ -1,0 +1,53 @@
+"""Checkpoints from elsewhere: missing, not a checkpoint, truncated, or holding code -- one line each, no traceback."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+
+from landmark.checkpoint import load_checkpoint, save_checkpoint
+from landmark.errors import LandmarkError
+
+
+class Payload:
+    """Unpickling this would call a function: weights_only loading must refuse it."""
+
+    def __reduce__(self):
+        return (print, ("this ran",))
+
+
+def test_missing_text_truncated_and_foreign_files(tmp_path: Path) -> None:
+    with pytest.raises(LandmarkError, match=r"nothing\.pt: checkpoint not found"):
+        load_checkpoint(tmp_path / "nothing.pt")
+    text = tmp_path / "notes.pt"
+    text.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    with pytest.raises(LandmarkError, match=r"notes\.pt: "):
+        load_checkpoint(text)
+    save_checkpoint({"model": {"w": torch.zeros(3)}, "model_config": {}, "scheme": "300w68"}, tmp_path / "ok.pt")
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes((tmp_path / "ok.pt").read_bytes()[:100])
+    with pytest.raises(LandmarkError, match=r"truncated\.pt: not a readable PyTorch checkpoint"):
+        load_checkpoint(truncated)
+    save_checkpoint({"weights": torch.zeros(3)}, tmp_path / "other.pt")
+    with pytest.raises(LandmarkError, match=r"other\.pt: not a landmark checkpoint"):
+        load_checkpoint(tmp_path / "other.pt")
+
+
+def test_a_pickle_that_runs_code_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    path = tmp_path / "evil.pt"
+    torch.save({"model": Payload()}, path)
+    with pytest.raises(LandmarkError, match=r"evil\.pt: refused to load"):
+        load_checkpoint(path)
+    assert "this ran" not in capsys.readouterr().out
+
+
+def test_saving_is_atomic(tmp_path: Path) -> None:
+    path = tmp_path / "run" / "last.pt"
+    save_checkpoint({"model": {}, "model_config": {}, "scheme": "wflw98", "epoch": 1}, path)
+    with pytest.raises((TypeError, AttributeError, pickle.PicklingError)):  # unpicklable: fails mid-write ...
+        save_checkpoint({"model": {}, "model_config": {}, "scheme": "wflw98", "epoch": 2, "bad": lambda: 0}, path)
+    assert load_checkpoint(path)["epoch"] == 1  # ... and the previous file is untouched
+    assert [p.name for p in path.parent.iterdir()] == ["last.pt"]  # no temporary file left behind
