@@ -107,11 +107,12 @@ def fit_box_calibration(detector, folder: Path, limit: int | None = None, min_io
 
 def main(argv: list[str]) -> int:
     """``python -m landmark.detect.calibration [NAME] [MODEL|-] [FOLDER]``: print a fitted calibration."""
+    from landmark.config import shared_data_dir
     from landmark.detect import build_detector
 
     name = argv[0] if argv else "haar"
     model = argv[1] if len(argv) > 1 and argv[1] != "-" else None
-    folder = Path(argv[2]) if len(argv) > 2 else Path(__file__).resolve().parents[3] / "shared/data/faces300w/train"
+    folder = Path(argv[2]) if len(argv) > 2 else shared_data_dir() / "faces300w" / "train"
     detector = build_detector(name, model, fallback=False)
     result = fit_box_calibration(detector, folder)
     print(f"{name} on {folder}: {result}")
