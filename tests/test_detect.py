@@ -100,3 +100,20 @@ def test_a_missing_detector_model_falls_back_to_haar_with_a_clear_warning(name, 
 def test_an_unknown_detector_name_is_one_clear_error():
     with pytest.raises(LandmarkError, match="unknown face detector 'dlib'"):
         build_detector("dlib")
+
+
+def test_calibrate_detector_command_writes_json(shared_data: Path, tmp_path: Path, capsys) -> None:
+    import json
+
+    from landmark.cli import main
+
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    for name in ("afw_134212_1", "afw_1051618982_1", "afw_111076519_1"):
+        for suffix in (".jpg", ".pts"):
+            (folder / f"{name}{suffix}").write_bytes(
+                (shared_data / "faces300w" / "train" / f"{name}{suffix}").read_bytes()
+            )
+    assert main(["calibrate-detector", "--data", str(folder), "--json", "-"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["faces"] == 3 and set(result["calibration"]) == {"scale_x", "scale_y", "shift_x", "shift_y"}

@@ -8,14 +8,13 @@ track. ``BoxCalibration`` holds four numbers per detector, all relative to the d
     landmark size   = (scale_x * det_w, scale_y * det_h)
 
 ``fit_box_calibration`` measures them as medians over annotated faces (e.g. the 300-W training faces);
-rerun it with ``python -m landmark.detect.calibration [haar|mediapipe|yunet] [MODEL] [FOLDER]`` after
-changing a detector's settings, and paste the printed constants into the detector's module.
+rerun it with ``landmark calibrate-detector --detector haar|mediapipe|yunet [--detector-model M] [--data DIR]``
+after changing a detector's settings, and paste the printed constants into the detector's module.
 """
 
 from __future__ import annotations
 
 import logging
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,21 +102,3 @@ def fit_box_calibration(detector, folder: Path, limit: int | None = None, min_io
         "median_iou_raw": round(float(np.median(ious_raw)), 3),
         "iqr": dict(zip(("scale_x", "scale_y", "shift_x", "shift_y"), np.round(q75 - q25, 3).tolist(), strict=True)),
     }
-
-
-def main(argv: list[str]) -> int:
-    """``python -m landmark.detect.calibration [NAME] [MODEL|-] [FOLDER]``: print a fitted calibration."""
-    from landmark.config import shared_data_dir
-    from landmark.detect import build_detector
-
-    name = argv[0] if argv else "haar"
-    model = argv[1] if len(argv) > 1 and argv[1] != "-" else None
-    folder = Path(argv[2]) if len(argv) > 2 else shared_data_dir() / "faces300w" / "train"
-    detector = build_detector(name, model, fallback=False)
-    result = fit_box_calibration(detector, folder)
-    print(f"{name} on {folder}: {result}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -18,7 +18,7 @@ from landmark.errors import LandmarkError
 
 CASCADE_FILE = "haarcascade_frontalface_default.xml"
 
-# Measured with ``python -m landmark.detect.calibration haar`` (the default settings below) on the 1,207
+# Measured with ``landmark calibrate-detector`` (the default settings below) on the 1,207
 # 300-W training faces (about 160 px faces in 320 px images): 1,104 detected (91.5%), interquartile ranges
 # 0.10 (both scales), 0.10 / 0.05 (x / y shifts); median IoU with the landmark box 0.59 raw, 0.79 mapped.
 # The Haar box is wider than jaw-to-jaw and starts on the forehead: the landmark box is smaller and lower.

@@ -22,7 +22,7 @@ MODEL_HELP = (
 
 # Not measured here (no BlazeFace model is available offline). BlazeFace boxes are square and run from the
 # brows to below the lower lip, so the landmark box is taller and lower; these are estimates. Measure them
-# with ``python -m landmark.detect.calibration mediapipe MODEL`` and paste the result here.
+# with ``landmark calibrate-detector --detector mediapipe --detector-model MODEL`` and paste the result here.
 MEDIAPIPE_CALIBRATION = BoxCalibration(scale_x=1.0, scale_y=1.1, shift_x=0.0, shift_y=0.1)
 
 

@@ -22,7 +22,7 @@ MODEL_HELP = (
 
 # Not measured here (no YuNet model is available offline). YuNet is trained on WIDER FACE boxes, which run
 # from the hairline to the chin, so the landmark box is a little shorter and lower; these are estimates.
-# Measure them with ``python -m landmark.detect.calibration yunet MODEL`` and paste the result here.
+# Measure them with ``landmark calibrate-detector --detector yunet --detector-model MODEL`` and paste the result here.
 YUNET_CALIBRATION = BoxCalibration(scale_x=1.0, scale_y=0.9, shift_x=0.0, shift_y=0.05)
 
 

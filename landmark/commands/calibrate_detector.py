@@ -1,0 +1,40 @@
+"""``landmark calibrate-detector``: measure how a face detector's box maps to the landmark box."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict
+from pathlib import Path
+
+from landmark.commands.output import write_json
+from landmark.config import shared_data_dir
+from landmark.errors import LandmarkError
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("calibrate-detector", help="fit a detector's box -> landmark-box calibration")
+    parser.add_argument("--detector", choices=["haar", "mediapipe", "yunet"], default="haar")
+    parser.add_argument("--detector-model", help="model file for the mediapipe / yunet detectors")
+    parser.add_argument("--data", type=Path, help="300-W folder (default: the shared 300-W training faces)")
+    parser.add_argument("--json", metavar="PATH", help="also write the result as JSON ('-' for standard output)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from landmark.detect import build_detector
+    from landmark.detect.calibration import fit_box_calibration
+
+    folder = args.data or shared_data_dir() / "faces300w" / "train"
+    detector = build_detector(args.detector, args.detector_model, fallback=False)
+    try:
+        result = fit_box_calibration(detector, folder)
+    except ValueError as err:  # the detector matched no face
+        raise LandmarkError(str(err)) from None
+    result["calibration"] = asdict(result["calibration"])
+    if args.json == "-":
+        write_json("-", result)
+        return 0
+    print(f"{args.detector} on {folder}: {result}")
+    if args.json:
+        write_json(args.json, result)
+    return 0
