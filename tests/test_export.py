@@ -23,15 +23,20 @@ from landmark.models.pfld import build_pfld, load_model_config
 TRAIN_CONFIG = {"data": {"crop_scale": 1.3, "format": "300w"}, "train": {"epochs": 1}}
 
 
-def make_checkpoint(path: Path, num_points: int = 68, width: float = 0.25, train_config: dict | None = None) -> Path:
+def make_checkpoint(
+    path: Path, num_points: int = 68, width: float = 0.25, train_config: dict | None = None, config: str = "pfld.yaml"
+) -> Path:
     """A tiny random PFLD checkpoint whose BatchNorm layers are far from identity, so folding matters.
 
     The running statistics come from a forward pass in training mode (as after real training), and the
     affine parameters are randomised, so every BatchNorm both rescales and shifts.
     """
     torch.manual_seed(0)
-    cfg = load_model_config(CONFIG_DIR / "models" / "pfld.yaml", num_points=num_points, width=width)
+    cfg = load_model_config(CONFIG_DIR / "models" / config, num_points=num_points, width=width)
     model = build_pfld(cfg)
+    with torch.no_grad():  # points inside the crop, as a trained model gives, so refiners sample real pixels
+        model.fc.bias.uniform_(0.3, 0.7)
+        model.fc.weight.mul_(0.01)
     for module in model.modules():
         if isinstance(module, torch.nn.BatchNorm2d):
             module.momentum = None  # running stats = the plain average over the batches below
@@ -76,6 +81,21 @@ def test_onnx_matches_pytorch_and_has_no_batchnorm(exported: tuple[Path, Path]) 
     assert np.abs(actual - expected).max() <= 1e-4
     # the outputs vary with the input, so the parity above is not two constants agreeing
     assert np.abs(expected[0] - expected[1]).max() > 1e-3
+
+
+def test_refined_model_exports_as_one_graph(tmp_path: Path) -> None:
+    checkpoint = make_checkpoint(tmp_path / "eyes.pt", num_points=98, config="pfld_eyes.yaml")
+    summary = export_checkpoint(checkpoint, tmp_path / "eyes.onnx")
+    assert summary["max_abs_diff"] <= 1e-4
+    graph = onnx.load(str(tmp_path / "eyes.onnx"))
+    assert sum(node.op_type == "GridSample" for node in graph.graph.node) == 2  # one patch per eye
+    model, _, _ = load_model(checkpoint)
+    images = np.random.default_rng(2).uniform(-1, 1, (2, 3, 112, 112)).astype(np.float32)
+    with torch.no_grad():
+        expected = model(torch.from_numpy(images)).numpy()
+    actual = ort.InferenceSession(str(tmp_path / "eyes.onnx")).run(["landmarks"], {"image": images})[0]
+    assert np.abs(actual - expected).max() <= 1e-4
+    assert np.abs(expected[:, 60:76] - expected[:, 60:76].mean()).max() > 1e-3  # the eyes depend on the pixels
 
 
 def test_metadata_round_trip(exported: tuple[Path, Path]) -> None:

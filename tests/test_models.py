@@ -54,7 +54,8 @@ def test_pfld_shapes(config: str, width: float, num_points: int) -> None:
     cfg = load_model_config(MODELS / config, num_points=num_points, width=width)
     model = build_pfld(cfg).eval()
     x = torch.randn(2, 3, 112, 112)
-    landmarks, aux_features = model.forward_with_features(x)
+    landmarks, coarse, aux_features = model.forward_with_features(x)
+    assert coarse is None  # no refiners configured
     assert landmarks.shape == (2, num_points, 2)
     assert aux_features.shape[-2:] == (28, 28)
     assert model.backbone(x)[8].shape[-2:] == (14, 14)
@@ -184,3 +185,73 @@ def test_both_opencv_wheels_share_one_version() -> None:
 
     assert version("opencv-python-headless") == version("opencv-contrib-python")
     assert cv2.__version__ == version("opencv-python-headless").rsplit(".", 1)[0]
+
+
+# --- eye refiners (configs/models/pfld_eyes.yaml) ---------------------------------------------------------
+
+
+def test_refiner_patch_is_sampled_along_the_corner_axis() -> None:
+    """An image whose channels hold each pixel's own (x, y) lets the patch report where it was sampled."""
+    from landmark.models.pfld import RegionRefiner
+
+    refiner = RegionRefiner((0, 1, 2), corner_a=0, corner_b=1, patch_size=8, margin=2.0, channels=(4,)).eval()
+    size = 112
+    u = (torch.arange(size) + 0.5) / size  # normalised pixel centres
+    image = torch.stack([u.expand(size, size), u[:, None].expand(size, size), torch.zeros(size, size)])[None]
+    # a tilted "eye": corners 0.2 apart at 30 degrees
+    a, angle = torch.tensor([0.4, 0.5]), torch.tensor(30.0).deg2rad()
+    b = a + 0.2 * torch.stack([angle.cos(), angle.sin()])
+    coarse = torch.stack([a, b, (a + b) / 2])[None]
+    patch, centre, x_axis, y_axis = refiner.sample_patch(image, coarse)
+    assert torch.allclose(centre, (a + b)[None] / 2)
+    assert torch.allclose(x_axis.norm(dim=1), torch.tensor([0.2]))  # half of margin * corner distance
+    assert abs(float(x_axis[0] @ y_axis[0])) < 1e-6 and float(y_axis[0, 1]) > 0  # y points down the image
+    q = refiner.patch_grid  # bilinear sampling of a linear ramp is exact: each pixel tells its position
+    expected = centre[0] + q[..., :1] * x_axis[0] + q[..., 1:] * y_axis[0]
+    assert torch.allclose(patch[0, :2].permute(1, 2, 0), expected, atol=1e-5)
+
+
+def test_refiner_output_is_mapped_back_from_the_patch_frame() -> None:
+    from landmark.models.pfld import RegionRefiner
+
+    refiner = RegionRefiner((0, 1, 2), corner_a=0, corner_b=1, patch_size=8, margin=1.6, channels=(4,)).eval()
+    with torch.no_grad():
+        refiner.fc.weight.zero_()  # output = bias: the corners at -+1/margin, a third point half-way down
+        refiner.fc.bias.copy_(torch.tensor([-1 / 1.6, 0.0, 1 / 1.6, 0.0, 0.0, 0.5]))
+    coarse = torch.tensor([[[0.3, 0.4], [0.5, 0.4], [0.0, 0.0]]])
+    refined = refiner(torch.zeros(1, 3, 112, 112), coarse)
+    expected = torch.tensor([[[0.3, 0.4], [0.5, 0.4], [0.4, 0.4 + 0.5 * 0.5 * 1.6 * 0.2]]])
+    assert torch.allclose(refined, expected, atol=1e-6)
+
+
+def test_refined_model_replaces_only_the_eye_points() -> None:
+    cfg = load_model_config(MODELS / "pfld_eyes.yaml", num_points=68, width=0.25)
+    model = build_pfld(cfg).eval()
+    x = torch.randn(2, 3, 112, 112)
+    landmarks, coarse, _ = model.forward_with_features(x)
+    eyes = list(range(36, 48))  # 300-W eye contours
+    others = [i for i in range(68) if i not in eyes]
+    assert torch.equal(landmarks[:, others], coarse[:, others])
+    assert not torch.allclose(landmarks[:, eyes], coarse[:, eyes])
+    assert torch.equal(model(x), landmarks)
+    # WFLW: eight contour points and the pupil per eye
+    cfg98 = load_model_config(MODELS / "pfld_eyes.yaml", num_points=98, width=0.25)
+    assert sorted(i for r in build_pfld(cfg98).refiners for i in r.indices) == list(range(60, 76)) + [96, 97]
+
+
+@pytest.mark.parametrize(
+    ("refine", "expected"),
+    [
+        ({"regions": ["left_eye", "nose"]}, r"refine: regions: expected distinct names"),
+        ({"regions": []}, r"refine: regions: expected distinct names"),
+        ({"regions": ["left_eye"], "patch_size": 30}, r"refine: patch_size: expected a positive multiple of 8"),
+        ({"regions": ["left_eye"], "margin": 0.5}, r"refine: margin: expected a number > 1"),
+        ({"regions": ["left_eye"], "channels": [16, 0]}, r"refine: channels: expected a list of positive"),
+        ({"regions": ["left_eye"], "size": 32}, r"refine: unknown key 'size'"),
+    ],
+)
+def test_bad_refine_configs(tmp_path: Path, refine: dict, expected: str) -> None:
+    model = yaml.safe_load((MODELS / "pfld_eyes.yaml").read_text())
+    model["backbone"] = str(MODELS / "mobilenet_v1.yaml")
+    with pytest.raises(ConfigError, match=expected):
+        load_model_config(write_yaml(tmp_path / "m.yaml", {**model, "refine": refine}))

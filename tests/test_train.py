@@ -15,7 +15,7 @@ from landmark.checkpoint import load_checkpoint, save_checkpoint
 from landmark.data.synthetic import write_synthetic_wflw
 from landmark.errors import ConfigError, LandmarkError
 from landmark.train.config import resolve_train_config
-from landmark.train.trainer import lr_factor, train
+from landmark.train.trainer import lr_factor, set_cpu_threads, train
 
 REPO = Path(__file__).resolve().parent.parent
 SYNTHETIC_CONFIG = REPO / "configs" / "train" / "synthetic_wflw.yaml"
@@ -43,6 +43,30 @@ def test_short_training_lowers_validation_nme(synthetic_root: Path, tmp_path: Pa
     state = load_checkpoint(tmp_path / "run" / "last.pt")
     assert state["epoch"] == 6 and state["scheme"] == "wflw98"
     assert len((tmp_path / "run" / "metrics.csv").read_text().splitlines()) == 1 + 6
+
+
+def test_eye_refined_model_trains_and_reloads(synthetic_root: Path, tmp_path: Path) -> None:
+    cfg = tiny_config(synthetic_root, "model.config=../models/pfld_eyes.yaml", "train.epochs=3", "optim.lr=0.005")
+    result = train(cfg, tmp_path / "run", progress=False)
+    assert result["history"][-1]["nme_mean"] < 0.5 * result["history"][0]["nme_mean"]
+    from landmark.checkpoint import load_model
+
+    model, scheme, _ = load_model(tmp_path / "run" / "best.pt")
+    assert len(model.refiners) == 2 and scheme.num_points == 98
+
+
+def test_cpu_threads_leave_room_for_the_data_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    before = torch.get_num_threads()
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    try:
+        assert set_cpu_threads(workers=2, world_size=1) == 6 == torch.get_num_threads()
+        assert set_cpu_threads(workers=2, world_size=2) == 2
+        assert set_cpu_threads(workers=16, world_size=1) == 1
+        monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's explicit choice wins
+        assert set_cpu_threads(workers=2, world_size=1) == torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_resume_gives_the_same_weights(synthetic_root: Path, tmp_path: Path) -> None:

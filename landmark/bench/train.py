@@ -22,9 +22,16 @@ from landmark.data.schemes import scheme_for
 from landmark.data.throughput import measure_pipeline
 from landmark.models.pfld import build_auxiliary, build_pfld, load_model_config
 from landmark.train.losses import build_loss
-from landmark.train.trainer import TrainingNet
+from landmark.train.trainer import TrainingNet, landmark_loss
 
-TRAIN_MODELS = (("pfld.yaml", 0.25), ("pfld.yaml", 1.0), ("pfld_v2.yaml", 0.25), ("pfld_v2.yaml", 1.0))
+TRAIN_MODELS = (
+    ("pfld.yaml", 0.25),
+    ("pfld.yaml", 1.0),
+    ("pfld_eyes.yaml", 0.25),
+    ("pfld_eyes.yaml", 1.0),
+    ("pfld_v2.yaml", 0.25),
+    ("pfld_v2.yaml", 1.0),
+)
 
 
 def _step_function(config: str, width: float, num_points: int) -> tuple[Callable, torch.optim.Optimizer]:
@@ -35,8 +42,10 @@ def _step_function(config: str, width: float, num_points: int) -> tuple[Callable
     optimizer = torch.optim.AdamW(net.parameters(), lr=1e-4)
 
     def step(batch: dict) -> None:
-        landmarks, angles = net(batch["image"])
-        loss, _ = criterion(landmarks, batch["landmarks"], angles, batch["angles"], batch["attributes"])
+        landmarks, coarse, angles = net(batch["image"])
+        loss = landmark_loss(criterion, landmarks, batch["landmarks"], angles, batch, "cpu")
+        if coarse is not None:
+            loss = loss + landmark_loss(criterion, coarse, batch["landmarks"], angles, batch, "cpu")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

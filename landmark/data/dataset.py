@@ -110,6 +110,7 @@ def worker_init_fn(worker_id: int) -> None:
     ``LandmarkDataset`` also does this by itself on its first item in a worker; this hook covers wrappers
     such as ``torch.utils.data.Subset``.
     """
+    cv2.setNumThreads(1)  # one process per core already: OpenCV's own pool would only oversubscribe them
     info = get_worker_info()
     dataset = info.dataset
     while not hasattr(dataset, "reseed") and hasattr(dataset, "dataset"):
