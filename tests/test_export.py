@@ -84,11 +84,11 @@ def test_onnx_matches_pytorch_and_has_no_batchnorm(exported: tuple[Path, Path]) 
 
 
 def test_refined_model_exports_as_one_graph(tmp_path: Path) -> None:
-    checkpoint = make_checkpoint(tmp_path / "eyes.pt", num_points=98, config="pfld_eyes.yaml")
+    checkpoint = make_checkpoint(tmp_path / "eyes.pt", num_points=98, config="pfld_refine.yaml")
     summary = export_checkpoint(checkpoint, tmp_path / "eyes.onnx")
     assert summary["max_abs_diff"] <= 1e-4
     graph = onnx.load(str(tmp_path / "eyes.onnx"))
-    assert sum(node.op_type == "GridSample" for node in graph.graph.node) == 2  # one patch per eye
+    assert sum(node.op_type == "GridSample" for node in graph.graph.node) == 1  # all regions in one strip
     model, _, _ = load_model(checkpoint)
     images = np.random.default_rng(2).uniform(-1, 1, (2, 3, 112, 112)).astype(np.float32)
     with torch.no_grad():

@@ -187,56 +187,75 @@ def test_both_opencv_wheels_share_one_version() -> None:
     assert cv2.__version__ == version("opencv-python-headless").rsplit(".", 1)[0]
 
 
-# --- eye refiners (configs/models/pfld_eyes.yaml) ---------------------------------------------------------
+# --- eye refiners (configs/models/pfld_refine.yaml) ---------------------------------------------------------
 
 
-def test_refiner_patch_is_sampled_along_the_corner_axis() -> None:
-    """An image whose channels hold each pixel's own (x, y) lets the patch report where it was sampled."""
-    from landmark.models.pfld import RegionRefiner
+def test_refiner_patches_are_sampled_along_the_corner_axis() -> None:
+    """An image whose channels hold each pixel's own (x, y) lets the strip report where it was sampled."""
+    from landmark.models.pfld import Region, RegionRefiner
 
-    refiner = RegionRefiner((0, 1, 2), corner_a=0, corner_b=1, patch_size=8, margin=2.0, channels=(4,)).eval()
+    regions = [Region((0, 1, 2), 0, 1), Region((3, 4), 4, 3)]
+    refiner = RegionRefiner(regions, patch_size=8, margin=2.0, channels=(4,)).eval()
     size = 112
     u = (torch.arange(size) + 0.5) / size  # normalised pixel centres
     image = torch.stack([u.expand(size, size), u[:, None].expand(size, size), torch.zeros(size, size)])[None]
-    # a tilted "eye": corners 0.2 apart at 30 degrees
-    a, angle = torch.tensor([0.4, 0.5]), torch.tensor(30.0).deg2rad()
+    a, angle = torch.tensor([0.4, 0.5]), torch.tensor(30.0).deg2rad()  # a tilted "eye", corners 0.2 apart
     b = a + 0.2 * torch.stack([angle.cos(), angle.sin()])
-    coarse = torch.stack([a, b, (a + b) / 2])[None]
-    patch, centre, x_axis, y_axis = refiner.sample_patch(image, coarse)
-    assert torch.allclose(centre, (a + b)[None] / 2)
-    assert torch.allclose(x_axis.norm(dim=1), torch.tensor([0.2]))  # half of margin * corner distance
-    assert abs(float(x_axis[0] @ y_axis[0])) < 1e-6 and float(y_axis[0, 1]) > 0  # y points down the image
-    q = refiner.patch_grid  # bilinear sampling of a linear ramp is exact: each pixel tells its position
-    expected = centre[0] + q[..., :1] * x_axis[0] + q[..., 1:] * y_axis[0]
-    assert torch.allclose(patch[0, :2].permute(1, 2, 0), expected, atol=1e-5)
+    c, d = torch.tensor([0.6, 0.3]), torch.tensor([0.7, 0.3])  # a level one, its corners listed b first
+    coarse = torch.stack([a, b, (a + b) / 2, d, c])[None]
+    corners = refiner.region_corners(coarse)
+    assert torch.equal(corners[0], torch.stack([torch.stack([a, b]), torch.stack([c, d])]))
+    strip = refiner.sample_patches(image, corners)
+    assert strip.shape == (1, 3, 8, 16)  # two 8x8 patches side by side
+    q = (torch.arange(8) + 0.5) / 8 * 2 - 1
+    qy, qx = torch.meshgrid(q, q, indexing="ij")
+    for r, (p, s) in enumerate([(a, b), (c, d)]):
+        half_x = (s - p) * 1.0  # margin 2: the patch's half-width is one corner distance
+        half_y = torch.stack([-half_x[1], half_x[0]])  # turned 90 degrees: points down the image
+        expected = (p + s) / 2 + qx[..., None] * half_x + qy[..., None] * half_y
+        # bilinear sampling of a linear ramp is exact: each pixel tells where it was sampled
+        torch.testing.assert_close(strip[0, :2, :, 8 * r : 8 * r + 8].permute(1, 2, 0), expected, atol=1e-5, rtol=0)
 
 
 def test_refiner_output_is_mapped_back_from_the_patch_frame() -> None:
-    from landmark.models.pfld import RegionRefiner
+    from landmark.models.pfld import Region, RegionRefiner
 
-    refiner = RegionRefiner((0, 1, 2), corner_a=0, corner_b=1, patch_size=8, margin=1.6, channels=(4,)).eval()
+    refiner = RegionRefiner([Region((0, 1, 2), 0, 1)], patch_size=8, margin=1.6, channels=(4,)).eval()
     with torch.no_grad():
         refiner.fc.weight.zero_()  # output = bias: the corners at -+1/margin, a third point half-way down
         refiner.fc.bias.copy_(torch.tensor([-1 / 1.6, 0.0, 1 / 1.6, 0.0, 0.0, 0.5]))
     coarse = torch.tensor([[[0.3, 0.4], [0.5, 0.4], [0.0, 0.0]]])
     refined = refiner(torch.zeros(1, 3, 112, 112), coarse)
     expected = torch.tensor([[[0.3, 0.4], [0.5, 0.4], [0.4, 0.4 + 0.5 * 0.5 * 1.6 * 0.2]]])
-    assert torch.allclose(refined, expected, atol=1e-6)
+    torch.testing.assert_close(refined, expected, atol=1e-6, rtol=0)
 
 
-def test_refined_model_replaces_only_the_eye_points() -> None:
-    cfg = load_model_config(MODELS / "pfld_eyes.yaml", num_points=68, width=0.25)
+def test_refiner_jitter_moves_corner_pairs_rigidly_and_only_while_training() -> None:
+    from landmark.models.pfld import Region, RegionRefiner
+
+    refiner = RegionRefiner([Region((0, 1), 0, 1)], patch_size=8, channels=(4,), jitter=0.1)
+    coarse = torch.tensor([[0.3, 0.4], [0.5, 0.4]]).expand(256, 2, 2)
+    jittered = refiner.train().region_corners(coarse)
+    assert torch.equal(refiner.eval().region_corners(coarse), coarse[:, None])
+    width = (jittered[:, 0, 1] - jittered[:, 0, 0]).norm(dim=1)
+    assert 0.05 < (width / 0.2).log().std() < 0.15  # log-scale noise of about 0.1
+    centre_shift = jittered[:, 0].mean(dim=1) - torch.tensor([0.4, 0.4])
+    assert 0.01 < centre_shift.std() < 0.03  # 0.1 corner distances
+
+
+def test_refined_model_replaces_only_the_refined_points() -> None:
+    cfg = load_model_config(MODELS / "pfld_refine.yaml", num_points=68, width=0.25)
     model = build_pfld(cfg).eval()
     x = torch.randn(2, 3, 112, 112)
     landmarks, coarse, _ = model.forward_with_features(x)
-    eyes = list(range(36, 48))  # 300-W eye contours
-    others = [i for i in range(68) if i not in eyes]
+    refined = list(range(36, 48)) + list(range(60, 68))  # 300-W eye contours and inner lips
+    others = [i for i in range(68) if i not in refined]
     assert torch.equal(landmarks[:, others], coarse[:, others])
-    assert not torch.allclose(landmarks[:, eyes], coarse[:, eyes])
+    assert not torch.allclose(landmarks[:, refined], coarse[:, refined])
     assert torch.equal(model(x), landmarks)
-    # WFLW: eight contour points and the pupil per eye
-    cfg98 = load_model_config(MODELS / "pfld_eyes.yaml", num_points=98, width=0.25)
-    assert sorted(i for r in build_pfld(cfg98).refiners for i in r.indices) == list(range(60, 76)) + [96, 97]
+    # WFLW: eight contour points and the pupil per eye, eight inner-lip points
+    cfg98 = load_model_config(MODELS / "pfld_refine.yaml", num_points=98, width=0.25)
+    assert sorted(build_pfld(cfg98).refiner.indices) == list(range(60, 76)) + list(range(88, 96)) + [96, 97]
 
 
 @pytest.mark.parametrize(
@@ -251,7 +270,7 @@ def test_refined_model_replaces_only_the_eye_points() -> None:
     ],
 )
 def test_bad_refine_configs(tmp_path: Path, refine: dict, expected: str) -> None:
-    model = yaml.safe_load((MODELS / "pfld_eyes.yaml").read_text())
+    model = yaml.safe_load((MODELS / "pfld_refine.yaml").read_text())
     model["backbone"] = str(MODELS / "mobilenet_v1.yaml")
     with pytest.raises(ConfigError, match=expected):
         load_model_config(write_yaml(tmp_path / "m.yaml", {**model, "refine": refine}))

@@ -46,13 +46,13 @@ def test_short_training_lowers_validation_nme(synthetic_root: Path, tmp_path: Pa
 
 
 def test_eye_refined_model_trains_and_reloads(synthetic_root: Path, tmp_path: Path) -> None:
-    cfg = tiny_config(synthetic_root, "model.config=../models/pfld_eyes.yaml", "train.epochs=3", "optim.lr=0.005")
+    cfg = tiny_config(synthetic_root, "model.config=../models/pfld_refine.yaml", "train.epochs=3", "optim.lr=0.005")
     result = train(cfg, tmp_path / "run", progress=False)
     assert result["history"][-1]["nme_mean"] < 0.5 * result["history"][0]["nme_mean"]
     from landmark.checkpoint import load_model
 
     model, scheme, _ = load_model(tmp_path / "run" / "best.pt")
-    assert len(model.refiners) == 2 and scheme.num_points == 98
+    assert len(model.refiner.regions) == 3 and scheme.num_points == 98
 
 
 def test_cpu_threads_leave_room_for_the_data_workers(monkeypatch: pytest.MonkeyPatch) -> None:

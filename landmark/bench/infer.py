@@ -34,8 +34,8 @@ from landmark.models.summary import count_flops, count_parameters
 DEFAULT_MODELS = (
     ("PFLD 1.0", CONFIG_DIR / "models" / "pfld.yaml", 1.0),
     ("PFLD 0.25", CONFIG_DIR / "models" / "pfld.yaml", 0.25),
-    ("PFLD-eyes 1.0", CONFIG_DIR / "models" / "pfld_eyes.yaml", 1.0),
-    ("PFLD-eyes 0.25", CONFIG_DIR / "models" / "pfld_eyes.yaml", 0.25),
+    ("PFLD-refine 1.0", CONFIG_DIR / "models" / "pfld_refine.yaml", 1.0),
+    ("PFLD-refine 0.25", CONFIG_DIR / "models" / "pfld_refine.yaml", 0.25),
     ("PFLD-v2 1.0", CONFIG_DIR / "models" / "pfld_v2.yaml", 1.0),
     ("PFLD-v2 0.25", CONFIG_DIR / "models" / "pfld_v2.yaml", 0.25),
 )

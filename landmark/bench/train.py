@@ -27,8 +27,8 @@ from landmark.train.trainer import TrainingNet, landmark_loss
 TRAIN_MODELS = (
     ("pfld.yaml", 0.25),
     ("pfld.yaml", 1.0),
-    ("pfld_eyes.yaml", 0.25),
-    ("pfld_eyes.yaml", 1.0),
+    ("pfld_refine.yaml", 0.25),
+    ("pfld_refine.yaml", 1.0),
     ("pfld_v2.yaml", 0.25),
     ("pfld_v2.yaml", 1.0),
 )

@@ -1,8 +1,8 @@
 """PFLD: a practical facial landmark detector (Guo et al., 2019) on a YAML-built MobileNet backbone.
 
 ``PFLD`` is the inference network: backbone -> multi-scale head -> (B, K, 2) landmarks in normalised crop
-coordinates, optionally followed by ``RegionRefiner`` second stages that re-read small regions (the eyes) at
-the input's full resolution.
+coordinates, optionally followed by a ``RegionRefiner``: a second stage that re-reads small regions (the eyes)
+at the input's full resolution.
 
 ``AuxiliaryNet`` predicts (yaw, pitch, roll) from the backbone's stride-4 map; it exists only
 while training (the PFLD loss weights samples by pose error), so it is a separate module that the inference
@@ -15,6 +15,7 @@ network without the YAML files.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +56,7 @@ class PFLD(nn.Module):
         s1_channels: int | None,
         s2_channels: int,
         s3_channels: int,
-        refiners: list[RegionRefiner] | None = None,
+        refiner: RegionRefiner | None = None,
     ) -> None:
         super().__init__()
         self.num_points = num_points
@@ -72,19 +73,17 @@ class PFLD(nn.Module):
             nn.Conv2d(s2_channels, s3_channels, s2_size, bias=False), nn.BatchNorm2d(s3_channels), nn.ReLU(inplace=True)
         )
         self.fc = nn.Linear(s1_out + s2_channels + s3_channels, num_points * 2)
-        self.refiners = nn.ModuleList(refiners or [])
-        # Output slot k takes entry order[k] of cat([coarse points, refiner 1 points, refiner 2 points, ...]):
-        # one gather assembles the final landmarks (no in-place writes, so the ONNX graph stays simple).
-        order = list(range(num_points))
-        offset = num_points
-        for refiner in self.refiners:
+        self.refiner = refiner
+        if refiner is not None:
+            # Output slot k takes entry order[k] of cat([coarse points, refined points]): one gather assembles
+            # the final landmarks (no in-place writes, so the ONNX graph stays simple).
+            order = list(range(num_points))
             for j, index in enumerate(refiner.indices):
-                order[index] = offset + j
-            offset += len(refiner.indices)
-        self.register_buffer("order", torch.tensor(order, dtype=torch.long), persistent=False)
+                order[index] = num_points + j
+            self.register_buffer("order", torch.tensor(order, dtype=torch.long), persistent=False)
 
     def forward_with_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-        """Final landmarks (B, K, 2), the first stage's landmarks when there are refiners (else None), and
+        """Final landmarks (B, K, 2), the first stage's landmarks when there is a refiner (else None), and
         the stride-4 feature map that the auxiliary net reads while training."""
         features = self.backbone(x)
         s1 = self.s1(features[self.main_stride])
@@ -92,96 +91,122 @@ class PFLD(nn.Module):
         s3 = self.s3(s2)
         pooled = torch.cat([s1.mean((2, 3)), s2.mean((2, 3)), torch.flatten(s3, 1)], dim=1)
         coarse = self.fc(pooled).view(-1, self.num_points, 2)
-        if not self.refiners:
+        if self.refiner is None:
             return coarse, None, features.get(self.aux_stride)
-        refined = [refiner(x, coarse) for refiner in self.refiners]
-        landmarks = torch.cat([coarse, *refined], dim=1)[:, self.order]
+        landmarks = torch.cat([coarse, self.refiner(x, coarse)], dim=1)[:, self.order]
         return landmarks, coarse, features.get(self.aux_stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_with_features(x)[0]
 
 
+@dataclass(frozen=True)
+class Region:
+    """A face region a refiner re-reads: its point indices and the two corners that set its patch."""
+
+    indices: tuple[int, ...]
+    corner_a: int
+    corner_b: int
+
+
 class RegionRefiner(nn.Module):
-    """Second stage for one face region (an eye): re-reads it at full resolution and regresses its points.
+    """Second stage: re-reads small face regions (the eyes) at full resolution and regresses their points.
 
     Why: PFLD regresses every point from pooled whole-face features. That places an eye well but pulls its
     *opening* towards the average eye -- measured on synthetic faces, a shut eye (true EAR 0.01) came out
-    with EAR 0.23, so blinks were invisible to the driver monitor. The refiner samples a square patch
-    centred between the region's two coarse corners, aligned with the corner-to-corner axis and
-    ``margin`` times as wide as the corners are apart, straight from the input crop (``grid_sample``, so the
-    whole model stays one ONNX graph), and regresses the region's points in that patch's frame (x along the
-    axis, both in [-1, 1]). The patch geometry is computed from detached coarse points: the first stage is
-    trained by its own loss, and the refiner learns from patches wherever the first stage put them --
-    while training, ``jitter`` also shifts, scales and turns them so it copes with test-time errors.
+    with EAR 0.23, so blinks were invisible to the driver monitor.
+
+    For each region the refiner samples a square patch centred between the region's two coarse corners,
+    aligned with the corner-to-corner axis and ``margin`` times as wide as the corners are apart, straight
+    from the input crop (``grid_sample``, so the whole model stays one ONNX graph). The patches sit side by
+    side in one (P, R*P) strip that a single small conv net reads -- one chain of operations for both eyes,
+    which matters more than FLOPs at this size, and the net sees both eyes at once (they blink together).
+    It regresses each region's points in that region's patch frame (x along the axis, both in [-1, 1]).
+    The patch geometry comes from detached coarse corners: the first stage is trained by its own loss.
     """
 
     def __init__(
         self,
-        indices: tuple[int, ...],
-        corner_a: int,
-        corner_b: int,
+        regions: list[Region],
         patch_size: int = 32,
         margin: float = 1.6,
         channels: tuple[int, ...] = (16, 32, 64),
         jitter: float = 0.1,
     ) -> None:
         super().__init__()
-        self.indices = tuple(indices)
-        self.corner_a, self.corner_b = corner_a, corner_b
+        self.regions = list(regions)
+        self.indices = tuple(i for region in self.regions for i in region.indices)  # output order
         self.patch_size = patch_size
         self.margin = margin
         self.jitter = jitter
         layers, in_channels = [], 3
-        for out_channels in channels:  # each stage halves the patch: conv stride 2, then a 3x3 conv
+        for out_channels in channels:  # each stage halves the strip: a stride-2 conv, then a 3x3 conv
             layers.append(conv_bn_relu(in_channels, out_channels, 3, stride=2))
             layers.append(conv_bn_relu(out_channels, out_channels, 3))
             in_channels = out_channels
         self.convs = nn.Sequential(*layers)
         map_size = patch_size // 2 ** len(channels)
-        self.fc = nn.Linear(in_channels * map_size * map_size, len(self.indices) * 2)
-        # Patch pixel centres in the patch frame, (P, P, 2) as (qx, qy) in [-1, 1] (grid_sample's layout).
-        q = (torch.arange(patch_size, dtype=torch.float32) + 0.5) / patch_size * 2.0 - 1.0
-        qy, qx = torch.meshgrid(q, q, indexing="ij")
-        self.register_buffer("patch_grid", torch.stack([qx, qy], dim=-1), persistent=False)
+        self.fc = nn.Linear(in_channels * map_size * map_size * len(self.regions), len(self.indices) * 2)
+        self.register_buffer("grid_basis", self._grid_basis(), persistent=False)
+        corners = torch.tensor([[region.corner_a, region.corner_b] for region in self.regions])
+        self.register_buffer("corners", corners, persistent=False)
+        # which region (patch) each output point belongs to
+        owner = [r for r, region in enumerate(self.regions) for _ in region.indices]
+        self.register_buffer("owner", torch.tensor(owner, dtype=torch.long), persistent=False)
 
-    def patch_frame(self, coarse: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Centre (B, 2) and the patch's half-axes (B, 2) each, in normalised crop coordinates."""
-        points = coarse.detach()
-        a, b = points[:, self.corner_a], points[:, self.corner_b]
-        centre = 0.5 * (a + b)
-        along = b - a
-        width = along.norm(dim=1, keepdim=True).clamp_min(1e-3)
-        unit = along / width
-        half = 0.5 * self.margin * width
-        if self.training and self.jitter > 0:
-            noise = torch.randn(len(points), 4, device=points.device, dtype=points.dtype) * self.jitter
-            centre = centre + noise[:, :2] * width
-            half = half * torch.exp(noise[:, 2:3])
-            cos, sin = torch.cos(noise[:, 3:4]), torch.sin(noise[:, 3:4])  # radians: jitter 0.1 ~ 6 degrees
-            unit = torch.cat([unit[:, :1] * cos - unit[:, 1:] * sin, unit[:, :1] * sin + unit[:, 1:] * cos], 1)
-        x_axis = unit * half
-        y_axis = torch.cat([-x_axis[:, 1:], x_axis[:, :1]], dim=1)  # x_axis turned 90 degrees (image y is down)
-        return centre, x_axis, y_axis
+    def _grid_basis(self) -> torch.Tensor:
+        """(4R, P * R * P * 2): the sampling grid as a linear function of the corners' coordinates.
 
-    def sample_patch(
-        self, image: torch.Tensor, coarse: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The (B, C, P, P) patch this region's network reads, and the frame it was sampled in."""
-        centre, x_axis, y_axis = self.patch_frame(coarse)
-        # Patch point (qx, qy) sits at u = centre + qx * x_axis + qy * y_axis. grid_sample wants 2u - 1
-        # (align_corners=False puts pixel centres at (i + 0.5) / S, the landmarks' own convention). The grid
-        # is built by broadcasting rather than affine_grid so no batch size is baked into an ONNX export.
-        qx, qy = self.patch_grid[None, ..., :1], self.patch_grid[None, ..., 1:]
-        grid = (centre[:, None, None] + qx * x_axis[:, None, None] + qy * y_axis[:, None, None]) * 2.0 - 1.0
-        patch = nn.functional.grid_sample(image, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-        return patch, centre, x_axis, y_axis
+        Region r's patch point (qx, qy) sits at u = (a + b) / 2 + m/2 * (qx * d + qy * d_perp), with corners
+        a and b, d = b - a, d_perp = d turned 90 degrees (image y points down) and m = ``margin``: the patch is
+        m corner distances wide. grid_sample wants g = 2u - 1 (align_corners=False: pixel centres at
+        (i + 0.5) / S, the landmarks' own convention). g is linear in (ax, ay, bx, by), so the whole grid is
+        one matrix product -- two ONNX nodes instead of dozens of small ones that cost more than the convs.
+        """
+        size, m, count = self.patch_size, self.margin, len(self.regions)
+        q = (torch.arange(size, dtype=torch.float64) + 0.5) / size * 2.0 - 1.0
+        qy, qx = torch.meshgrid(q, q, indexing="ij")  # (P, P): rows are y
+        basis = torch.zeros(count, 4, size, count, size, 2, dtype=torch.float64)
+        for r in range(count):  # rows: ax, ay, bx, by of region r; the "- 1" is added in sample_patches
+            basis[r, 0, :, r, :, 0], basis[r, 1, :, r, :, 0] = 1 - m * qx, m * qy
+            basis[r, 2, :, r, :, 0], basis[r, 3, :, r, :, 0] = 1 + m * qx, -m * qy
+            basis[r, 0, :, r, :, 1], basis[r, 1, :, r, :, 1] = -m * qy, 1 - m * qx
+            basis[r, 2, :, r, :, 1], basis[r, 3, :, r, :, 1] = m * qy, 1 + m * qx
+        return basis.reshape(count * 4, -1).float()
+
+    def region_corners(self, coarse: torch.Tensor) -> torch.Tensor:
+        """(B, R, 2, 2) corners a, b of every region's patch, taken from the detached coarse points.
+
+        While training, ``jitter`` moves each pair as a whole -- a shift (in corner distances), a log-scale
+        and a turn (radians) about its midpoint -- so the refiner learns from imperfect first-stage corners.
+        """
+        corners = coarse.detach()[:, self.corners]
+        if not (self.training and self.jitter > 0):
+            return corners
+        centre = corners.mean(dim=2, keepdim=True)
+        half = corners[:, :, 1:] - centre  # (B, R, 1, 2): b - centre; a - centre is its negative
+        noise = torch.randn(*corners.shape[:2], 1, 4, device=corners.device) * self.jitter
+        width = 2 * half.norm(dim=3, keepdim=True)
+        centre = centre + noise[..., :2] * width
+        cos, sin = torch.cos(noise[..., 3:4]), torch.sin(noise[..., 3:4])
+        half = torch.cat([half[..., :1] * cos - half[..., 1:] * sin, half[..., :1] * sin + half[..., 1:] * cos], 3)
+        half = half * torch.exp(noise[..., 2:3])
+        return torch.cat([centre - half, centre + half], dim=2)
+
+    def sample_patches(self, image: torch.Tensor, corners: torch.Tensor) -> torch.Tensor:
+        """The (B, C, P, R * P) strip of patches the net reads, for (B, R, 2, 2) region corners."""
+        size = self.patch_size
+        grid = (corners.flatten(1) @ self.grid_basis - 1.0).view(-1, size, size * len(self.regions), 2)
+        return nn.functional.grid_sample(image, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
     def forward(self, image: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
-        """Refined (B, n, 2) points of this region in normalised crop coordinates."""
-        patch, centre, x_axis, y_axis = self.sample_patch(image, coarse)
-        q = self.fc(torch.flatten(self.convs(patch), 1)).view(-1, len(self.indices), 2)
-        return centre[:, None] + q[..., :1] * x_axis[:, None] + q[..., 1:] * y_axis[:, None]
+        """Refined (B, n, 2) points of every region, in ``self.indices`` order, normalised crop coordinates."""
+        corners = self.region_corners(coarse)
+        q = self.fc(torch.flatten(self.convs(self.sample_patches(image, corners)), 1)).view(-1, len(self.indices), 2)
+        a, b = corners[:, self.owner, 0], corners[:, self.owner, 1]  # (B, n, 2) each point's patch corners
+        d = (b - a) * (0.5 * self.margin)  # the patch's half-axis along x; y is it turned 90 degrees
+        qx, qy = q[..., :1], q[..., 1:]
+        return 0.5 * (a + b) + qx * d + qy * torch.cat([-d[..., 1:], d[..., :1]], dim=2)
 
 
 class AuxiliaryNet(nn.Module):
@@ -272,7 +297,7 @@ def check_refine_config(refine: Any, where: str, num_points: int) -> None:
     try:
         scheme_for(num_points)
     except ValueError:
-        raise ConfigError(f"{where}: refiners need a 68- or 98-point landmark scheme, not {num_points}") from None
+        raise ConfigError(f"{where}: the refiner needs a 68- or 98-point landmark scheme, not {num_points}") from None
     channels = expect(refine.get("channels", [16, 32, 64]), list, f"{where}: channels", "a list of positive integers")
     if not channels or any(not isinstance(c, int) or isinstance(c, bool) or c <= 0 for c in channels):
         raise ConfigError(f"{where}: channels: expected a list of positive integers, got {channels}")
@@ -287,31 +312,27 @@ def check_refine_config(refine: Any, where: str, num_points: int) -> None:
         raise ConfigError(f"{where}: jitter: expected a number >= 0, got {jitter}")
 
 
-def build_refiners(refine: dict, num_points: int) -> list[RegionRefiner]:
-    """One ``RegionRefiner`` per named region of the scheme with ``num_points`` points.
+def build_refiner(refine: dict, num_points: int) -> RegionRefiner:
+    """The ``RegionRefiner`` for the named regions of the scheme with ``num_points`` points.
 
     An eye's points are its contour (corners and lids) plus its pupil when the scheme annotates one.
     """
     scheme = scheme_for(num_points)
     pupils = dict(zip(("left_eye", "right_eye"), scheme.pupils, strict=True)) if scheme.pupils else {}
-    refiners = []
+    regions = []
     for name in refine["regions"]:
         contour = getattr(scheme, name)
         indices = [contour.corner_a, contour.corner_b] + [i for pair in contour.pairs for i in pair]
         if name in pupils:
             indices.append(pupils[name])
-        refiners.append(
-            RegionRefiner(
-                tuple(indices),
-                contour.corner_a,
-                contour.corner_b,
-                patch_size=refine.get("patch_size", 32),
-                margin=float(refine.get("margin", 1.6)),
-                channels=tuple(refine.get("channels", [16, 32, 64])),
-                jitter=float(refine.get("jitter", 0.1)),
-            )
-        )
-    return refiners
+        regions.append(Region(tuple(indices), contour.corner_a, contour.corner_b))
+    return RegionRefiner(
+        regions,
+        patch_size=refine.get("patch_size", 32),
+        margin=float(refine.get("margin", 1.6)),
+        channels=tuple(refine.get("channels", [16, 32, 64])),
+        jitter=float(refine.get("jitter", 0.1)),
+    )
 
 
 def build_pfld(cfg: dict) -> PFLD:
@@ -329,7 +350,7 @@ def build_pfld(cfg: dict) -> PFLD:
         s1_channels=scaled(head["s1_channels"], width) if head["s1_channels"] else None,
         s2_channels=scaled(head["s2_channels"], width),
         s3_channels=scaled(head["s3_channels"], width),
-        refiners=build_refiners(cfg["refine"], cfg["num_points"]) if cfg.get("refine") else None,
+        refiner=build_refiner(cfg["refine"], cfg["num_points"]) if cfg.get("refine") else None,
     )
 
 
