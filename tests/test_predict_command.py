@@ -1,4 +1,4 @@
-"""``landmark predict`` and ``landmark export`` end to end, with a fake face detector."""
+"""``landmark predict`` and ``landmark export`` end to end, with a fake face detector (and once the real one)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,14 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from conftest import EINSTEIN_LECTERN_BOX
 
 from landmark.checkpoint import save_checkpoint
 from landmark.cli import main
 from landmark.commands import predict as predict_command
 from landmark.config import CONFIG_DIR
+from landmark.detect import HaarPhotoDetector
+from landmark.detect.calibration import box_iou
 from landmark.inference.export import read_onnx_metadata
 from landmark.models.pfld import build_pfld, load_model_config
 
@@ -100,6 +103,19 @@ def test_predict_json_to_stdout_is_pure_json(
     assert main(["predict", str(image), "--model", str(checkpoint), "--out", str(tmp_path), "--json", "-"]) == 0
     results = json.loads(capsys.readouterr().out)
     assert len(results) == 1 and len(results[0]["faces"]) == 1
+
+
+def test_predict_with_the_default_detector_draws_einstein_and_not_the_lectern(
+    checkpoint: Path, einstein: tuple[Path, np.ndarray], tmp_path: Path, capsys
+) -> None:
+    image_path, truth = einstein
+    out = tmp_path / "annotated"
+    assert main(["predict", str(image_path), "--model", str(checkpoint), "--out", str(out), "--json", "-"]) == 0
+    (entry,) = json.loads(capsys.readouterr().out)
+    boxes = np.array([face["box"] for face in entry["faces"]], dtype=np.float32).reshape(-1, 4)
+    assert len(boxes) >= 1 and all(box_iou(box, EINSTEIN_LECTERN_BOX) < 0.1 for box in boxes)
+    # The JSON keeps the detector's box; the face is the first (strongest) one.
+    assert box_iou(HaarPhotoDetector().to_landmark_box(boxes[0]), truth) > 0.5
 
 
 def test_predict_without_a_model_says_to_pass_one(
