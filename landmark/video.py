@@ -54,16 +54,27 @@ def open_source(
     sleep: Callable[[float], None] = time.sleep,
 ) -> CaptureSource | ImageFolderSource:
     """A camera (an integer or a string of digits, or a stream URL), a video file or an image folder."""
+    kind = source_kind(source)
     text = str(source)
-    if text.isdigit():
-        return CaptureSource(int(text), True, fps, reconnect, max_reconnects, backoff_s, capture_factory, sleep)
-    if "://" in text:  # rtsp:// or http:// camera streams behave like cameras
-        return CaptureSource(text, True, fps, reconnect, max_reconnects, backoff_s, capture_factory, sleep)
+    if kind == "camera":
+        camera = int(text) if text.isdigit() else text
+        return CaptureSource(camera, True, fps, reconnect, max_reconnects, backoff_s, capture_factory, sleep)
+    if kind == "folder":
+        return ImageFolderSource(Path(text), fps or DEFAULT_FPS)
+    return CaptureSource(text, False, fps, False, 0, backoff_s, capture_factory, sleep)
+
+
+def source_kind(source: str | int) -> str:
+    """"camera" (a number or an rtsp:// / http:// stream), "folder" or "file"; ``LandmarkError`` when a path
+    names nothing -- checked before any output is set up, so a typo costs one line and nothing else."""
+    text = str(source)
+    if text.isdigit() or "://" in text:  # camera streams behave like cameras
+        return "camera"
     path = Path(text)
     if path.is_dir():
-        return ImageFolderSource(path, fps or DEFAULT_FPS)
+        return "folder"
     if path.is_file():
-        return CaptureSource(text, False, fps, False, 0, backoff_s, capture_factory, sleep)
+        return "file"
     raise LandmarkError(f"{text}: no such video file or image folder (a camera is a number such as 0)")
 
 

@@ -230,3 +230,10 @@ def test_display_problem_with_an_unreachable_display_does_not_abort(monkeypatch)
     monkeypatch.setenv("DISPLAY", ":97")  # nothing listens there: OpenCV's Qt backend would abort in-process
     monkeypatch.setenv("QT_QPA_PLATFORM", "xcb")
     assert "cannot open a window" in display_problem()
+
+
+def test_the_demo_command_names_a_missing_source_before_anything_else(tmp_path, capsys):
+    code = cli.main(["demo", "--source", str(tmp_path / "nope.mp4"), "--headless"])
+    err = capsys.readouterr().err
+    assert code == 2 and "nope.mp4: no such video file or image folder" in err
+    assert "running headless" not in err and len(err.strip().splitlines()) == 1

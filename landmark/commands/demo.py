@@ -16,6 +16,7 @@ from landmark.detect import DETECTORS, build_detector
 from landmark.dms import load_dms_config
 from landmark.errors import LandmarkError
 from landmark.tracking import TrackerConfig
+from landmark.video import source_kind
 
 HEADLESS_VIDEO = Path("demo_output.mp4")
 HEADLESS_LOG = Path("demo_output.jsonl")
@@ -49,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.redetect_every < 1:
         raise LandmarkError(f"--redetect-every must be at least 1, got {args.redetect_every}")
+    source_kind(args.source)  # a mistyped path fails here, before the model loads or any output is announced
     model = check_model_path(args.model)
     dms_config = load_dms_config(args.dms_config)
     predictor = LandmarkPredictor.from_path(model, backend=args.backend, threads=args.threads)
