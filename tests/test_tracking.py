@@ -191,3 +191,35 @@ def test_a_frontal_face_the_detector_stops_finding_is_dropped_quickly(frontal_ya
     tracker.detector.scene = Scene()
     states = [tracker.update(IMAGE, i / 30).state for i in range(1, 120)]
     assert states.index(NO_FACE) + 1 == dropped_within
+
+
+def test_a_turned_track_whose_face_region_changes_is_dropped_at_the_first_miss():
+    # A turned head keeps the patient cadence only while its region still looks like the confirmed face:
+    # here the "face" (a skin-coloured box) leaves and the model still returns a face on the grey seat.
+    face = [250, 150, 370, 290]
+    with_face = np.full((480, 640, 3), 90, np.uint8)
+    with_face[150:290, 250:370] = (120, 160, 220)  # BGR skin tone
+    seat = np.full((480, 640, 3), 90, np.uint8)
+    tracker, _ = make_tracker(Scene(face), frontal_yaw_deg=0.0)  # every track counts as turned
+    assert tracker.update(with_face, 0.0).state == DETECTED
+    tracker.detector.scene = Scene()  # the detector misses from now on
+    kept = [tracker.update(with_face, i / 30).state for i in range(1, 25)]
+    assert NO_FACE not in kept  # same appearance: kept through two missed re-detections
+    states = [tracker.update(seat, i / 30) for i in range(25, 40)]
+    first = next(s for s in states if s.state == NO_FACE)
+    assert "face region changed" in first.lost_reason
+    assert [s.state for s in states].index(NO_FACE) <= 10  # at the next re-detection, not 10 misses later
+
+
+def test_appearance_change_is_zero_for_the_same_region_and_near_one_for_a_different_one():
+    from landmark.tracking import appearance, appearance_change
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (100, 100, 3), dtype=np.uint8)
+    box = np.array([10, 10, 90, 90], np.float32)
+    assert appearance_change(appearance(image, box), appearance(image.copy(), box)) < 1e-6
+    other = np.full_like(image, 200)
+    assert appearance_change(appearance(image, box), appearance(other, box)) > 0.9
+    assert appearance(image, np.array([200, 200, 300, 300], np.float32)) is None  # off the image
+    grey = rng.integers(0, 256, (100, 100), dtype=np.uint8)  # greyscale (near-infrared) frames work too
+    assert appearance(grey, box) is not None
