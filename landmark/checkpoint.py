@@ -50,6 +50,7 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
     os.close(fd)
     try:
         torch.save(state, tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes owner-only files; a checkpoint is meant to be shared and served
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

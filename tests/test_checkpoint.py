@@ -51,3 +51,12 @@ def test_saving_is_atomic(tmp_path: Path) -> None:
         save_checkpoint({"model": {}, "model_config": {}, "scheme": "wflw98", "epoch": 2, "bad": lambda: 0}, path)
     assert load_checkpoint(path)["epoch"] == 1  # ... and the previous file is untouched
     assert [p.name for p in path.parent.iterdir()] == ["last.pt"]  # no temporary file left behind
+
+
+def test_written_checkpoints_and_reports_are_readable_by_others(tmp_path: Path) -> None:
+    from landmark.commands.output import write_atomic
+
+    save_checkpoint({"model": {}, "model_config": {}, "scheme": "wflw98", "epoch": 1}, tmp_path / "last.pt")
+    write_atomic(tmp_path / "report.json", "{}\n")
+    for name in ("last.pt", "report.json"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o644, name

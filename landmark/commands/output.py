@@ -22,6 +22,7 @@ def write_atomic(path: str | Path, text: str | bytes) -> None:
     try:
         with os.fdopen(fd, mode) as handle:
             handle.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp makes owner-only files; reports and models are meant to be shared
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
