@@ -65,8 +65,10 @@ def open_source(
 
 
 def source_kind(source: str | int) -> str:
-    """"camera" (a number or an rtsp:// / http:// stream), "folder" or "file"; ``LandmarkError`` when a path
-    names nothing -- checked before any output is set up, so a typo costs one line and nothing else."""
+    """The kind of source: "camera" (a number or an rtsp:// / http:// stream), "folder" or "file".
+
+    ``LandmarkError`` when a path names nothing -- checked before any output is set up, so a typo costs one
+    line and nothing else."""
     text = str(source)
     if text.isdigit() or "://" in text:  # camera streams behave like cameras
         return "camera"

@@ -22,7 +22,7 @@ from landmark.data.schemes import scheme_for
 from landmark.data.throughput import measure_pipeline
 from landmark.models.pfld import build_auxiliary, build_pfld, load_model_config
 from landmark.train.losses import build_loss
-from landmark.train.trainer import TrainingNet, landmark_loss
+from landmark.train.trainer import TrainingNet, training_loss
 
 TRAIN_MODELS = (
     ("pfld.yaml", 0.25),
@@ -42,10 +42,7 @@ def _step_function(config: str, width: float, num_points: int) -> tuple[Callable
     optimizer = torch.optim.AdamW(net.parameters(), lr=1e-4)
 
     def step(batch: dict) -> None:
-        landmarks, coarse, angles = net(batch["image"])
-        loss = landmark_loss(criterion, landmarks, batch["landmarks"], angles, batch, "cpu")
-        if coarse is not None:
-            loss = loss + landmark_loss(criterion, coarse, batch["landmarks"], angles, batch, "cpu")
+        loss = training_loss(criterion, net(batch["image"]), batch["landmarks"], batch, "cpu")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -26,6 +26,11 @@ class EyeIndices:
     corner_b: int
     pairs: tuple[tuple[int, int], ...]
 
+    @property
+    def indices(self) -> tuple[int, ...]:
+        """Every point of the contour: the two corners, then the lid pairs."""
+        return (self.corner_a, self.corner_b, *(i for pair in self.pairs for i in pair))
+
 
 @dataclass(frozen=True)
 class Scheme:
@@ -45,8 +50,7 @@ class Scheme:
             return points[..., list(self.pupils), :]
         centres = []
         for eye in (self.left_eye, self.right_eye):
-            idx = [eye.corner_a, eye.corner_b] + [i for pair in eye.pairs for i in pair]
-            centres.append(points[..., idx, :].mean(axis=-2))
+            centres.append(points[..., list(eye.indices), :].mean(axis=-2))
         return np.stack(centres, axis=-2)
 
 

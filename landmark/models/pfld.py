@@ -30,7 +30,8 @@ from landmark.models.backbone import Backbone, conv_bn_relu, parse_backbone
 MODEL_KEYS = {"backbone", "width", "num_points", "input_size", "aux_stride", "main_stride", "head", "aux", "refine"}
 HEAD_KEYS = {"s1_channels", "s2_channels", "s3_channels"}
 AUX_KEYS = {"channels", "fc_channels"}
-REFINE_KEYS = {"regions", "patch_size", "margin", "channels", "jitter"}
+REFINE_DEFAULTS = {"patch_size": 24, "margin": 1.6, "channels": [16, 32, 64], "jitter": 0.1}  # all but regions
+REFINE_KEYS = {"regions", *REFINE_DEFAULTS}
 REGION_NAMES = ("left_eye", "right_eye", "mouth_inner")  # contours a ``Scheme`` defines for every layout
 
 
@@ -128,7 +129,7 @@ class RegionRefiner(nn.Module):
     def __init__(
         self,
         regions: list[Region],
-        patch_size: int = 32,
+        patch_size: int = 24,
         margin: float = 1.6,
         channels: tuple[int, ...] = (16, 32, 64),
         jitter: float = 0.1,
@@ -287,10 +288,11 @@ def check_model_config(cfg: dict, where: str, backbone_where: str | None = None)
 
 
 def check_refine_config(refine: Any, where: str, num_points: int) -> None:
-    """``refine: {regions: [left_eye, right_eye], patch_size: 32, margin: 1.6, channels: [16, 32, 64],
-    jitter: 0.1}`` -- regions from ``REGION_NAMES``, the rest optional."""
-    refine = expect(refine, dict, where, "a mapping")
+    """``refine: {regions: [left_eye, right_eye], patch_size: 24, margin: 1.6, channels: [16, 32, 64],
+    jitter: 0.1}`` -- regions from ``REGION_NAMES``, the rest optional (``REFINE_DEFAULTS``)."""
+    expect(refine, dict, where, "a mapping")
     check_keys(refine, REFINE_KEYS, where, required={"regions"})
+    refine = {**REFINE_DEFAULTS, **refine}
     regions = expect(refine["regions"], list, f"{where}: regions", f"a list of names from {', '.join(REGION_NAMES)}")
     if not regions or len(set(regions)) != len(regions) or any(name not in REGION_NAMES for name in regions):
         raise ConfigError(f"{where}: regions: expected distinct names from {', '.join(REGION_NAMES)}, got {regions}")
@@ -298,16 +300,16 @@ def check_refine_config(refine: Any, where: str, num_points: int) -> None:
         scheme_for(num_points)
     except ValueError:
         raise ConfigError(f"{where}: the refiner needs a 68- or 98-point landmark scheme, not {num_points}") from None
-    channels = expect(refine.get("channels", [16, 32, 64]), list, f"{where}: channels", "a list of positive integers")
+    channels = expect(refine["channels"], list, f"{where}: channels", "a list of positive integers")
     if not channels or any(not isinstance(c, int) or isinstance(c, bool) or c <= 0 for c in channels):
         raise ConfigError(f"{where}: channels: expected a list of positive integers, got {channels}")
-    patch = refine.get("patch_size", 32)
+    patch = refine["patch_size"]
     if not isinstance(patch, int) or isinstance(patch, bool) or patch <= 0 or patch % 2 ** len(channels):
         raise ConfigError(f"{where}: patch_size: expected a positive multiple of {2 ** len(channels)}, got {patch!r}")
-    margin = expect(refine.get("margin", 1.6), (int, float), f"{where}: margin", "a number > 1")
+    margin = expect(refine["margin"], (int, float), f"{where}: margin", "a number > 1")
     if margin <= 1:
         raise ConfigError(f"{where}: margin: expected a number > 1 (patch width over corner distance), got {margin}")
-    jitter = expect(refine.get("jitter", 0.1), (int, float), f"{where}: jitter", "a number >= 0")
+    jitter = expect(refine["jitter"], (int, float), f"{where}: jitter", "a number >= 0")
     if jitter < 0:
         raise ConfigError(f"{where}: jitter: expected a number >= 0, got {jitter}")
 
@@ -322,16 +324,15 @@ def build_refiner(refine: dict, num_points: int) -> RegionRefiner:
     regions = []
     for name in refine["regions"]:
         contour = getattr(scheme, name)
-        indices = [contour.corner_a, contour.corner_b] + [i for pair in contour.pairs for i in pair]
-        if name in pupils:
-            indices.append(pupils[name])
+        indices = list(contour.indices) + ([pupils[name]] if name in pupils else [])
         regions.append(Region(tuple(indices), contour.corner_a, contour.corner_b))
+    refine = {**REFINE_DEFAULTS, **refine}
     return RegionRefiner(
         regions,
-        patch_size=refine.get("patch_size", 32),
-        margin=float(refine.get("margin", 1.6)),
-        channels=tuple(refine.get("channels", [16, 32, 64])),
-        jitter=float(refine.get("jitter", 0.1)),
+        patch_size=refine["patch_size"],
+        margin=float(refine["margin"]),
+        channels=tuple(refine["channels"]),
+        jitter=float(refine["jitter"]),
     )
 
 

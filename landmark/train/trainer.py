@@ -75,6 +75,22 @@ def landmark_loss(
     return loss
 
 
+def training_loss(
+    criterion: nn.Module,
+    outputs: tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None],
+    target: torch.Tensor,
+    batch: dict,
+    device: torch.device | str,
+) -> torch.Tensor:
+    """The loss of ``TrainingNet``'s outputs. A refined model's first stage keeps its own target: its points
+    place the refiner's patches."""
+    landmarks, coarse, angles = outputs
+    loss = landmark_loss(criterion, landmarks, target, angles, batch, device)
+    if coarse is not None:
+        loss = loss + landmark_loss(criterion, coarse, target, angles, batch, device)
+    return loss
+
+
 class EMA:
     """Exponential moving average of the weights, with the usual warm-up so early steps are not frozen in."""
 
@@ -396,10 +412,8 @@ def train(
                 images = batch["image"].to(device, non_blocking=True)
                 target = batch["landmarks"].to(device, non_blocking=True)
                 with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-                    landmarks, coarse, angles = ddp_net(images)
-                loss = landmark_loss(criterion, landmarks, target, angles, batch, device)
-                if coarse is not None:  # the first stage of a refined model keeps its own target: it places the patches
-                    loss = loss + landmark_loss(criterion, coarse, target, angles, batch, device)
+                    outputs = ddp_net(images)
+                loss = training_loss(criterion, outputs, target, batch, device)
                 if not torch.isfinite(loss):
                     raise LandmarkError(
                         f"loss became {loss.item()} at epoch {epoch + 1}: lower optim.lr or set train.grad_clip"
