@@ -37,6 +37,8 @@ def make_checkpoint(
     with torch.no_grad():  # points inside the crop, as a trained model gives, so refiners sample real pixels
         model.fc.bias.uniform_(0.3, 0.7)
         model.fc.weight.mul_(0.01)
+        if model.local is not None:  # a read-out that is not zero, so the local stage really moves the points
+            model.local.weight.normal_(0.0, 0.05)
     for module in model.modules():
         if isinstance(module, torch.nn.BatchNorm2d):
             module.momentum = None  # running stats = the plain average over the batches below
@@ -96,6 +98,23 @@ def test_refined_model_exports_as_one_graph(tmp_path: Path) -> None:
     actual = ort.InferenceSession(str(tmp_path / "eyes.onnx")).run(["landmarks"], {"image": images})[0]
     assert np.abs(actual - expected).max() <= 1e-4
     assert np.abs(expected[:, 60:76] - expected[:, 60:76].mean()).max() > 1e-3  # the eyes depend on the pixels
+
+
+def test_locally_refined_model_exports_with_parity(tmp_path: Path) -> None:
+    checkpoint = make_checkpoint(tmp_path / "local.pt", config="pfld_local.yaml")
+    summary = export_checkpoint(checkpoint, tmp_path / "local.onnx")
+    assert summary["max_abs_diff"] <= 1e-4
+    graph = onnx.load(str(tmp_path / "local.onnx"))
+    assert sum(node.op_type == "GridSample" for node in graph.graph.node) == 2  # region strip + all points
+    model, _, _ = load_model(checkpoint)
+    images = np.random.default_rng(3).uniform(-1, 1, (2, 3, 112, 112)).astype(np.float32)
+    with torch.no_grad():
+        expected = model(torch.from_numpy(images)).numpy()
+        first_stage = model.forward_with_features(torch.from_numpy(images))[1].numpy()
+    actual = ort.InferenceSession(str(tmp_path / "local.onnx")).run(["landmarks"], {"image": images})[0]
+    assert np.abs(actual - expected).max() <= 1e-4
+    jaw = slice(0, 17)  # moved by the local stage, and the move survives export
+    assert np.abs(expected[:, jaw] - first_stage[:, jaw]).max() > 1e-3
 
 
 def test_metadata_round_trip(exported: tuple[Path, Path]) -> None:

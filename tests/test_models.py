@@ -14,7 +14,7 @@ import yaml
 
 from landmark.errors import ConfigError
 from landmark.models.backbone import build_classifier
-from landmark.models.pfld import build_auxiliary, build_pfld, load_model_config
+from landmark.models.pfld import LocalRefiner, build_auxiliary, build_pfld, load_model_config
 from landmark.models.summary import count_parameters, summarise_model
 
 MODELS = Path(__file__).resolve().parent.parent / "configs" / "models"
@@ -274,3 +274,71 @@ def test_bad_refine_configs(tmp_path: Path, refine: dict, expected: str) -> None
     model["backbone"] = str(MODELS / "mobilenet_v1.yaml")
     with pytest.raises(ConfigError, match=expected):
         load_model_config(write_yaml(tmp_path / "m.yaml", {**model, "refine": refine}))
+
+
+# --- local refiner (configs/models/pfld_local.yaml) -------------------------------------------------------
+
+
+def coordinate_ramp(size: int) -> torch.Tensor:
+    """(1, 2, size, size) features whose channels hold each cell centre's normalised x and y."""
+    centres = (torch.arange(size, dtype=torch.float32) + 0.5) / size
+    return torch.stack([centres.expand(size, size), centres[:, None].expand(size, size)])[None]
+
+
+def test_local_refiner_starts_as_the_identity() -> None:
+    refiner = LocalRefiner((0, 2), in_channels=8, channels=4, hidden=6, grid=3).eval()
+    coarse = torch.rand(2, 3, 2)
+    torch.testing.assert_close(refiner(torch.randn(2, 8, 28, 28), coarse), coarse[:, [0, 2]])
+
+
+def test_local_refiner_reads_the_features_at_each_point() -> None:
+    # read-out "dx = feature x, dy = feature y" on a coordinate ramp: each point moves by its own position,
+    # so the output is twice the point iff the sample was taken exactly at the point (same pixel convention)
+    refiner = LocalRefiner((0, 1), in_channels=2, grid=1, jitter=0.0).eval()
+    with torch.no_grad():
+        refiner.weight.copy_(torch.eye(2).expand(2, 2, 2))
+    coarse = torch.tensor([[[0.3, 0.6], [0.55, 0.2]]])
+    torch.testing.assert_close(refiner(coordinate_ramp(28), coarse), 2 * coarse, atol=1e-6, rtol=0)
+    # a 3x3 neighbourhood samples a square of cells "spread" apart, centred on the point
+    wide = LocalRefiner((0,), in_channels=2, grid=3, spread=0.1)
+    torch.testing.assert_close(wide.offsets[:, 0], torch.tensor([-0.1, 0.0, 0.1] * 3))
+    torch.testing.assert_close(wide.offsets[:, 1], torch.tensor([-0.1] * 3 + [0.0] * 3 + [0.1] * 3))
+
+
+def test_local_refiner_jitters_its_sampling_points_only_while_training() -> None:
+    refiner = LocalRefiner((0,), in_channels=2, grid=1, jitter=0.02)
+    coarse, features = torch.full((4096, 1, 2), 0.5), coordinate_ramp(28).expand(4096, -1, -1, -1)
+    assert 0.015 < (refiner.train()(features, coarse) - 0.5).std() < 0.025
+    assert torch.equal(refiner.eval()(features, coarse), coarse)
+
+
+def test_locally_refined_model_owns_every_point_the_region_refiner_does_not() -> None:
+    cfg = load_model_config(MODELS / "pfld_local.yaml", num_points=68, width=0.25)
+    model = build_pfld(cfg).eval()
+    regions = set(model.refiner.indices)
+    assert sorted(model.local.indices) == [i for i in range(68) if i not in regions]
+    with torch.no_grad():
+        model.local.bias.fill_(0.01)  # a visible correction
+    x = torch.randn(2, 3, 112, 112)
+    landmarks, coarse, _ = model.forward_with_features(x)
+    local = list(model.local.indices)
+    torch.testing.assert_close(landmarks[:, local], coarse[:, local] + 0.01)
+    assert not torch.allclose(landmarks[:, sorted(regions)], coarse[:, sorted(regions)])
+
+
+@pytest.mark.parametrize(
+    ("local", "expected"),
+    [
+        ({"grid": 0}, r"local: grid: expected an integer >= 1, got 0"),
+        ({"channels": -4}, r"local: channels: expected an integer >= 0"),
+        ({"hidden": 2.5}, r"local: hidden: expected an integer >= 0"),
+        ({"spread": -0.1}, r"local: spread: expected a number >= 0"),
+        ({"stride": 4}, r"local: unknown key 'stride'"),
+        ([1, 2], r"local: expected a mapping"),
+    ],
+)
+def test_bad_local_configs(tmp_path: Path, local: object, expected: str) -> None:
+    model = yaml.safe_load((MODELS / "pfld_local.yaml").read_text())
+    model["backbone"] = str(MODELS / "mobilenet_v1.yaml")
+    with pytest.raises(ConfigError, match=expected):
+        load_model_config(write_yaml(tmp_path / "m.yaml", {**model, "local": local}))

@@ -45,14 +45,16 @@ def test_short_training_lowers_validation_nme(synthetic_root: Path, tmp_path: Pa
     assert len((tmp_path / "run" / "metrics.csv").read_text().splitlines()) == 1 + 6
 
 
-def test_eye_refined_model_trains_and_reloads(synthetic_root: Path, tmp_path: Path) -> None:
-    cfg = tiny_config(synthetic_root, "model.config=../models/pfld_refine.yaml", "train.epochs=3", "optim.lr=0.005")
+@pytest.mark.parametrize("model_config", ["pfld_refine.yaml", "pfld_local.yaml"])
+def test_refined_model_trains_and_reloads(synthetic_root: Path, tmp_path: Path, model_config: str) -> None:
+    cfg = tiny_config(synthetic_root, f"model.config=../models/{model_config}", "train.epochs=3", "optim.lr=0.005")
     result = train(cfg, tmp_path / "run", progress=False)
     assert result["history"][-1]["nme_mean"] < 0.5 * result["history"][0]["nme_mean"]
     from landmark.checkpoint import load_model
 
     model, scheme, _ = load_model(tmp_path / "run" / "best.pt")
     assert len(model.refiner.regions) == 3 and scheme.num_points == 98
+    assert (model.local is not None) == (model_config == "pfld_local.yaml")
 
 
 def test_cpu_threads_leave_room_for_the_data_workers(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -27,12 +27,15 @@ from landmark.data.schemes import scheme_for
 from landmark.errors import ConfigError
 from landmark.models.backbone import Backbone, conv_bn_relu, parse_backbone
 
-MODEL_KEYS = {"backbone", "width", "num_points", "input_size", "aux_stride", "main_stride", "head", "aux", "refine"}
+MODEL_KEYS = {
+    "backbone", "width", "num_points", "input_size", "aux_stride", "main_stride", "head", "aux", "refine", "local"
+}
 HEAD_KEYS = {"s1_channels", "s2_channels", "s3_channels"}
 AUX_KEYS = {"channels", "fc_channels"}
 REFINE_DEFAULTS = {"patch_size": 24, "margin": 1.6, "channels": [16, 32, 64], "jitter": 0.1}  # all but regions
 REFINE_KEYS = {"regions", *REFINE_DEFAULTS}
 REGION_NAMES = ("left_eye", "right_eye", "mouth_inner")  # contours a ``Scheme`` defines for every layout
+LOCAL_DEFAULTS = {"channels": 0, "hidden": 0, "grid": 1, "spread": 0.04, "jitter": 0.02}
 
 
 def scaled(channels: int, width: float) -> int:
@@ -58,6 +61,7 @@ class PFLD(nn.Module):
         s2_channels: int,
         s3_channels: int,
         refiner: RegionRefiner | None = None,
+        local: LocalRefiner | None = None,
     ) -> None:
         super().__init__()
         self.num_points = num_points
@@ -75,11 +79,13 @@ class PFLD(nn.Module):
         )
         self.fc = nn.Linear(s1_out + s2_channels + s3_channels, num_points * 2)
         self.refiner = refiner
-        if refiner is not None:
-            # Output slot k takes entry order[k] of cat([coarse points, refined points]): one gather assembles
-            # the final landmarks (no in-place writes, so the ONNX graph stays simple).
+        self.local = local
+        if refiner is not None or local is not None:
+            # Output slot k takes entry order[k] of cat([coarse, region-refined, locally refined points]): one
+            # gather assembles the final landmarks (no in-place writes, so the ONNX graph stays simple).
+            refined = (refiner.indices if refiner is not None else ()) + (local.indices if local is not None else ())
             order = list(range(num_points))
-            for j, index in enumerate(refiner.indices):
+            for j, index in enumerate(refined):
                 order[index] = num_points + j
             self.register_buffer("order", torch.tensor(order, dtype=torch.long), persistent=False)
 
@@ -92,9 +98,14 @@ class PFLD(nn.Module):
         s3 = self.s3(s2)
         pooled = torch.cat([s1.mean((2, 3)), s2.mean((2, 3)), torch.flatten(s3, 1)], dim=1)
         coarse = self.fc(pooled).view(-1, self.num_points, 2)
-        if self.refiner is None:
+        if self.refiner is None and self.local is None:
             return coarse, None, features.get(self.aux_stride)
-        landmarks = torch.cat([coarse, self.refiner(x, coarse)], dim=1)[:, self.order]
+        stages = [coarse]
+        if self.refiner is not None:
+            stages.append(self.refiner(x, coarse))
+        if self.local is not None:
+            stages.append(self.local(features[self.aux_stride], coarse))
+        landmarks = torch.cat(stages, dim=1)[:, self.order]
         return landmarks, coarse, features.get(self.aux_stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -210,6 +221,60 @@ class RegionRefiner(nn.Module):
         return 0.5 * (a + b) + qx * d + qy * torch.cat([-d[..., 1:], d[..., :1]], dim=2)
 
 
+class LocalRefiner(nn.Module):
+    """Second stage for the points no region refiner owns: a correction read from the features at each point.
+
+    Why: the first stage regresses all points from pooled whole-face features, so a point is only as exact as
+    the global shape model allows -- on 300-W the jaw and brows, whose place varies most from face to face,
+    carry most of the error. This is the shape-indexed step of cascaded regression (the idea behind dlib's
+    regression trees) done with CNN features: for each point it bilinearly samples the stride-4 feature map
+    (28x28 at 112x112; first reduced by a 1x1 conv to ``channels`` when that is set) on a ``grid`` x ``grid``
+    neighbourhood ``spread`` crop widths apart around the point's coarse position, optionally maps the samples
+    through one layer shared by all points (``hidden`` units), and reads out the point's own (dx, dy) with its
+    own weights. The read-out starts at zero, so the stage starts as the identity. One GridSample serves all
+    points. The sampling positions come from the detached coarse points (jittered while training), as in
+    ``RegionRefiner``.
+    """
+
+    def __init__(
+        self,
+        indices: tuple[int, ...],
+        in_channels: int,
+        channels: int = 0,
+        hidden: int = 0,
+        grid: int = 1,
+        spread: float = 0.04,
+        jitter: float = 0.02,
+    ) -> None:
+        super().__init__()
+        self.indices = tuple(indices)
+        self.jitter = jitter
+        self.reduce = conv_bn_relu(in_channels, channels, 1) if channels else nn.Identity()
+        steps = (torch.arange(grid, dtype=torch.float32) - (grid - 1) / 2) * spread
+        offsets = torch.stack(torch.meshgrid(steps, steps, indexing="xy"), dim=-1).reshape(grid * grid, 2)
+        self.register_buffer("offsets", offsets, persistent=False)
+        # grid_sample's grid is 2u - 1 for a crop position u (align_corners=False: the landmarks' convention)
+        self.register_buffer("grid_shift", 2.0 * offsets - 1.0, persistent=False)
+        self.register_buffer("index", torch.tensor(self.indices, dtype=torch.long), persistent=False)
+        self.features = (channels or in_channels) * grid * grid
+        self.shared = nn.Sequential(nn.Linear(self.features, hidden), nn.ReLU(inplace=True)) if hidden else nn.Identity()
+        self.weight = nn.Parameter(torch.zeros(len(self.indices), hidden or self.features, 2))
+        self.bias = nn.Parameter(torch.zeros(len(self.indices), 2))
+
+    def forward(self, features: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
+        """Refined (B, n, 2) points in ``self.indices`` order, normalised crop coordinates."""
+        points = coarse.detach()[:, self.index]
+        if self.training and self.jitter > 0:
+            points = points + torch.randn_like(points) * self.jitter
+        grid = points[:, :, None] * 2.0 + self.grid_shift  # (B, n, G, 2)
+        samples = nn.functional.grid_sample(
+            self.reduce(features), grid, mode="bilinear", padding_mode="zeros", align_corners=False
+        )  # (B, C, n, G)
+        samples = samples.permute(0, 2, 1, 3).reshape(-1, len(self.indices), self.features)
+        delta = torch.einsum("bnf,nfd->bnd", self.shared(samples), self.weight)  # each point's own read-out
+        return points + delta + self.bias
+
+
 class AuxiliaryNet(nn.Module):
     """Training-only head: (yaw, pitch, roll) in radians from the stride-4 map (28x28 at 112x112)."""
 
@@ -262,7 +327,7 @@ def load_model_config(
 
 def check_model_config(cfg: dict, where: str, backbone_where: str | None = None) -> None:
     """Validate a resolved model config (also used on the copy stored in a checkpoint)."""
-    check_keys(cfg, MODEL_KEYS, where, required=MODEL_KEYS - {"aux", "refine"})
+    check_keys(cfg, MODEL_KEYS, where, required=MODEL_KEYS - {"aux", "refine", "local"})
     if not isinstance(cfg["backbone"], dict):
         raise ConfigError(f"{where}: backbone: expected a YAML file name or a backbone table")
     width = expect(cfg["width"], (int, float), f"{where}: width", "a positive number")
@@ -285,6 +350,23 @@ def check_model_config(cfg: dict, where: str, backbone_where: str | None = None)
     parse_backbone(cfg["backbone"], backbone_where or f"{where}: backbone", width)
     if cfg.get("refine") is not None:
         check_refine_config(cfg["refine"], f"{where}: refine", cfg["num_points"])
+    if cfg.get("local") is not None:
+        check_local_config(cfg["local"], f"{where}: local")
+
+
+def check_local_config(local: Any, where: str) -> None:
+    """``local: {channels: 0, hidden: 0, grid: 1, spread: 0.04, jitter: 0.02}`` -- every key optional
+    (``LOCAL_DEFAULTS``; 0 channels or hidden units leave that layer out); ``local: {}`` turns the stage on."""
+    expect(local, dict, where, "a mapping")
+    check_keys(local, set(LOCAL_DEFAULTS), where, required=set())
+    for key in ("channels", "hidden", "grid"):
+        value = local.get(key, LOCAL_DEFAULTS[key])
+        if not isinstance(value, int) or isinstance(value, bool) or value < (1 if key == "grid" else 0):
+            raise ConfigError(f"{where}: {key}: expected an integer >= {1 if key == 'grid' else 0}, got {value!r}")
+    for key in ("spread", "jitter"):
+        value = expect(local.get(key, LOCAL_DEFAULTS[key]), (int, float), f"{where}: {key}", "a number >= 0")
+        if value < 0 or isinstance(value, bool):
+            raise ConfigError(f"{where}: {key}: expected a number >= 0, got {value}")
 
 
 def check_refine_config(refine: Any, where: str, num_points: int) -> None:
@@ -336,12 +418,32 @@ def build_refiner(refine: dict, num_points: int) -> RegionRefiner:
     )
 
 
+def build_local(local: dict, num_points: int, skip: tuple[int, ...], in_channels: int, width: float) -> LocalRefiner:
+    """The ``LocalRefiner`` for every point not in ``skip`` (the points a region refiner already owns)."""
+    local = {**LOCAL_DEFAULTS, **local}
+    return LocalRefiner(
+        tuple(i for i in range(num_points) if i not in skip),
+        in_channels,
+        channels=scaled(local["channels"], width) if local["channels"] else 0,
+        hidden=scaled(local["hidden"], width) if local["hidden"] else 0,
+        grid=local["grid"],
+        spread=float(local["spread"]),
+        jitter=float(local["jitter"]),
+    )
+
+
 def build_pfld(cfg: dict) -> PFLD:
     """The inference network described by a resolved model config."""
     width = float(cfg["width"])
     specs = parse_backbone(cfg["backbone"], "backbone", width)
     backbone = Backbone(specs, (cfg["aux_stride"], cfg["main_stride"]))
     head = cfg["head"]
+    refiner = build_refiner(cfg["refine"], cfg["num_points"]) if cfg.get("refine") else None
+    local = None
+    if cfg.get("local") is not None:
+        skip = refiner.indices if refiner is not None else ()
+        in_channels = backbone.out_channels[cfg["aux_stride"]]
+        local = build_local(cfg["local"], cfg["num_points"], skip, in_channels, width)
     return PFLD(
         backbone,
         num_points=cfg["num_points"],
@@ -351,7 +453,8 @@ def build_pfld(cfg: dict) -> PFLD:
         s1_channels=scaled(head["s1_channels"], width) if head["s1_channels"] else None,
         s2_channels=scaled(head["s2_channels"], width),
         s3_channels=scaled(head["s3_channels"], width),
-        refiner=build_refiner(cfg["refine"], cfg["num_points"]) if cfg.get("refine") else None,
+        refiner=refiner,
+        local=local,
     )
 
 
