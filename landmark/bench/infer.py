@@ -29,13 +29,14 @@ from landmark.inference.predictor import onnx_backend, onnx_session, torch_backe
 from landmark.models.pfld import build_pfld, load_model_config
 from landmark.models.summary import count_flops, count_parameters
 
-# (label, model YAML, width): the PFLD v1 body (with and without eye refiners) and PFLD-v2 at the paper's
-# 1X and 0.25X.
+# (label, model YAML, width): the PFLD v1 body (plain, with the eye/mouth refiner, and with both refiners:
+# the default model's body) and PFLD-v2 at the paper's 1X and 0.25X.
 DEFAULT_MODELS = (
     ("PFLD 1.0", CONFIG_DIR / "models" / "pfld.yaml", 1.0),
     ("PFLD 0.25", CONFIG_DIR / "models" / "pfld.yaml", 0.25),
     ("PFLD-refine 1.0", CONFIG_DIR / "models" / "pfld_refine.yaml", 1.0),
     ("PFLD-refine 0.25", CONFIG_DIR / "models" / "pfld_refine.yaml", 0.25),
+    ("PFLD-local 1.0", CONFIG_DIR / "models" / "pfld_local.yaml", 1.0),
     ("PFLD-v2 1.0", CONFIG_DIR / "models" / "pfld_v2.yaml", 1.0),
     ("PFLD-v2 0.25", CONFIG_DIR / "models" / "pfld_v2.yaml", 0.25),
 )

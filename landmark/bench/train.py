@@ -29,6 +29,7 @@ TRAIN_MODELS = (
     ("pfld.yaml", 1.0),
     ("pfld_refine.yaml", 0.25),
     ("pfld_refine.yaml", 1.0),
+    ("pfld_local.yaml", 1.0),
     ("pfld_v2.yaml", 0.25),
     ("pfld_v2.yaml", 1.0),
 )
