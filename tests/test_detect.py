@@ -150,3 +150,6 @@ def test_calibrate_detector_command_writes_json(shared_data: Path, tmp_path: Pat
     assert main(["calibrate-detector", "--data", str(folder), "--json", "-"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["faces"] == 3 and set(result["calibration"]) == {"scale_x", "scale_y", "shift_x", "shift_y"}
+    # --photos calibrates the still-photo detector that predict and eval use
+    assert main(["calibrate-detector", "--photos", "--data", str(folder), "--json", "-"]) == 0
+    assert json.loads(capsys.readouterr().out)["faces"] == 3

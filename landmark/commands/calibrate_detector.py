@@ -15,6 +15,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("calibrate-detector", help="fit a detector's box -> landmark-box calibration")
     parser.add_argument("--detector", choices=["haar", "mediapipe", "yunet"], default="haar")
     parser.add_argument("--detector-model", help="model file for the mediapipe / yunet detectors")
+    parser.add_argument(
+        "--photos", action="store_true", help="calibrate the Haar detector for still photos (predict, eval)"
+    )
     parser.add_argument("--data", type=Path, help="300-W folder (default: the shared 300-W training faces)")
     parser.add_argument("--json", metavar="PATH", help="also write the result as JSON ('-' for standard output)")
     parser.set_defaults(run=run)
@@ -25,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from landmark.detect.calibration import fit_box_calibration
 
     folder = args.data or shared_data_dir() / "faces300w" / "train"
-    detector = build_detector(args.detector, args.detector_model, fallback=False)
+    detector = build_detector(args.detector, args.detector_model, fallback=False, photos=args.photos)
     try:
         result = fit_box_calibration(detector, folder)
     except ValueError as err:  # the detector matched no face
@@ -34,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json == "-":
         write_json("-", result)
         return 0
-    print(f"{args.detector} on {folder}: {result}")
+    print(f"{args.detector}{' (photos)' if args.photos else ''} on {folder}: {result}")
     if args.json:
         write_json(args.json, result)
     return 0

@@ -28,7 +28,7 @@ CONFIRM_CASCADE_FILE = "haarcascade_frontalface_alt2.xml"
 # The Haar box is wider than jaw-to-jaw and starts on the forehead: the landmark box is smaller and lower.
 HAAR_CALIBRATION = BoxCalibration(scale_x=0.846, scale_y=0.821, shift_x=0.003, shift_y=0.14)
 # ``HaarPhotoDetector`` (defaults below) on the same faces, measured with ``fit_box_calibration`` (what
-# ``landmark calibrate-detector`` runs; the command builds the video detector): 1,144 detected (94.8%;
+# ``landmark calibrate-detector --photos`` runs): 1,144 detected (94.8%;
 # the single-run photo settings it replaced, 640 px / scale step 1.1 / min_neighbors 4: 1,121, 92.9%),
 # 88 boxes on no annotated face (was 94), median IoU 0.59 raw, 0.788 mapped (was 0.79). Its fitted
 # calibration, scale 0.847 / 0.816 and shift 0.000 / 0.137, is within 0.005 of HAAR_CALIBRATION (the spread
