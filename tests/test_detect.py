@@ -12,7 +12,7 @@ from conftest import EINSTEIN_LECTERN_BOX, shared_data_root
 
 from landmark.data.crop import face_box_from_points
 from landmark.detect import BoxCalibration, HaarDetector, HaarPhotoDetector, build_detector
-from landmark.detect.calibration import box_iou, fit_box_calibration
+from landmark.detect.calibration import best_overlap, box_iou, fit_box_calibration
 from landmark.errors import LandmarkError
 
 
@@ -153,3 +153,11 @@ def test_calibrate_detector_command_writes_json(shared_data: Path, tmp_path: Pat
     # --photos calibrates the still-photo detector that predict and eval use
     assert main(["calibrate-detector", "--photos", "--data", str(folder), "--json", "-"]) == 0
     assert json.loads(capsys.readouterr().out)["faces"] == 3
+
+
+def test_best_overlap_takes_the_annotated_face_not_a_neighbour() -> None:
+    truth = np.array([100, 100, 200, 200], np.float32)
+    neighbour, face = np.array([210, 100, 310, 200], np.float32), np.array([110, 95, 205, 210], np.float32)
+    assert best_overlap([neighbour, face], truth, min_iou=0.3)[0] == 1
+    assert best_overlap([neighbour], truth, min_iou=0.3) is None  # nothing overlaps: the caller falls back
+    assert best_overlap([], truth, min_iou=0.3) is None

@@ -64,7 +64,7 @@ def detector_boxes(
     from landmark.data.crop import face_box_from_points
     from landmark.data.dataset import load_image
     from landmark.detect import build_detector
-    from landmark.detect.calibration import box_iou
+    from landmark.detect.calibration import best_overlap
 
     detector = build_detector(detector_name, detector_model, photos=True)
     out, fallbacks = [], 0
@@ -72,9 +72,9 @@ def detector_boxes(
         truth = face_box_from_points(record.points)
         detections = detector.detect(load_image(record.image_path))
         estimates = [detector.to_landmark_box(d[:4]) for d in detections]  # detector box -> landmark box
-        ious = [box_iou(estimate, truth) for estimate in estimates]
-        if ious and max(ious) >= min_iou:
-            box = estimates[int(np.argmax(ious))]
+        match = best_overlap(estimates, truth, min_iou)
+        if match is not None:
+            box = estimates[match[0]]
         else:
             box, fallbacks = truth, fallbacks + 1
         out.append(replace(record, box=np.asarray(box, dtype=np.float32)))

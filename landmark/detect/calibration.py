@@ -52,6 +52,16 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(inter / union) if union > 0 else 0.0
 
 
+def best_overlap(boxes: list[np.ndarray], truth: np.ndarray, min_iou: float) -> tuple[int, float] | None:
+    """(index, IoU) of the box that overlaps ``truth`` most, or None when none reaches ``min_iou`` (so a
+    neighbour's face in the same photo is not taken for the annotated one)."""
+    ious = [box_iou(box, truth) for box in boxes]
+    if not ious or max(ious) < min_iou:
+        return None
+    best = int(np.argmax(ious))
+    return best, ious[best]
+
+
 def fit_box_calibration(detector, folder: Path, limit: int | None = None, min_iou: float = 0.3) -> dict:
     """Measure a detector's ``BoxCalibration`` on a folder of 300-W ``.pts`` + image pairs.
 
@@ -71,11 +81,11 @@ def fit_box_calibration(detector, folder: Path, limit: int | None = None, min_io
             continue
         truth = face_box_from_points(record.points)
         detections = detector.detect(image)
-        ious = [box_iou(det, truth) for det in detections]
-        if not ious or max(ious) < min_iou:
+        match = best_overlap(detections, truth, min_iou)
+        if match is None:
             continue
-        det = detections[int(np.argmax(ious))]
-        ious_raw.append(max(ious))
+        det = detections[match[0]]
+        ious_raw.append(match[1])
         ious_mapped.append(box_iou(detector.to_landmark_box(det), truth))
         det_w, det_h = det[2] - det[0], det[3] - det[1]
         ratios.append(
