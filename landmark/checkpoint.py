@@ -12,6 +12,7 @@ A checkpoint is a dict of plain types and tensors:
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 import tempfile
@@ -22,7 +23,10 @@ import torch
 
 from landmark.data.schemes import Scheme, scheme_for
 from landmark.errors import LandmarkError
+from landmark.models.backbone import silence_dead_channels
 from landmark.models.pfld import PFLD, build_pfld, check_model_config
+
+logger = logging.getLogger(__name__)
 
 REQUIRED_KEYS = ("model", "model_config", "scheme")
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"  # the package's default model lives here
@@ -93,6 +97,9 @@ def model_from_checkpoint(state: dict[str, Any], source: str, prefer_ema: bool =
         raise LandmarkError(
             f"{source}: scheme {scheme.name} has {scheme.num_points} points but the model predicts {model.num_points}"
         )
+    silenced = silence_dead_channels(model)
+    if silenced:
+        logger.debug("%s: silenced %d dead BatchNorm channels", source, silenced)
     return model.eval(), scheme
 
 

@@ -209,6 +209,17 @@ def test_benchmark_reports_every_backend_and_thread_count() -> None:
     assert table.splitlines()[2].startswith("tiny") and len(table.splitlines()) == 2 + 2
 
 
+def test_bench_infer_measures_one_checkpoint_when_given(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from landmark.cli import main
+
+    checkpoint = make_checkpoint(tmp_path / "tiny.pt")
+    assert main(["bench", "--infer", "--checkpoint", str(checkpoint), "--runs", "5", "--json", "-"]) == 0
+    rows = json.loads(capsys.readouterr().out)["infer"]
+    assert [row["model"] for row in rows] == ["tiny"] and rows[0]["num_points"] == 68
+    assert main(["bench", "--infer", "--checkpoint", str(tmp_path / "tiny.onnx")]) != 0
+    assert "--checkpoint: expected a .pt checkpoint" in capsys.readouterr().err
+
+
 def test_inference_only_checkpoint_keeps_the_ema_weights(tmp_path: Path) -> None:
     from landmark.checkpoint import load_checkpoint
     from landmark.cli import main

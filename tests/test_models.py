@@ -342,3 +342,21 @@ def test_bad_local_configs(tmp_path: Path, local: object, expected: str) -> None
     model["backbone"] = str(MODELS / "mobilenet_v1.yaml")
     with pytest.raises(ConfigError, match=expected):
         load_model_config(write_yaml(tmp_path / "m.yaml", {**model, "local": local}))
+
+
+def test_dead_batchnorm_channels_are_silenced_without_changing_ordinary_outputs() -> None:
+    from landmark.models.backbone import conv_bn_relu, silence_dead_channels
+
+    block = conv_bn_relu(1, 2, 1).eval()
+    with torch.no_grad():
+        block[0].weight.copy_(torch.tensor([1.0, 1e-2]).view(2, 1, 1, 1))  # channel 1: a filter decayed to ~0
+        block[1].running_mean.copy_(torch.tensor([0.0, 0.0]))
+        block[1].running_var.copy_(torch.tensor([1.0, 1e-9]))  # ...that saw the same value on every image
+        block[1].bias.copy_(torch.tensor([0.0, 0.5]))
+    ordinary, unusual = torch.zeros(1, 1, 2, 2), torch.full((1, 1, 2, 2), 50.0)
+    before_ordinary, before_unusual = block(ordinary), block(unusual)
+    assert before_unusual[0, 1].max() > 100  # the dead channel's gain of ~300 turns 50 * 1e-2 into >100
+    assert silence_dead_channels(block) == 1
+    torch.testing.assert_close(block(ordinary), before_ordinary)  # what training saw is unchanged
+    torch.testing.assert_close(block(unusual)[0, 1], torch.full((2, 2), 0.5))  # the channel gives its bias
+    torch.testing.assert_close(block(unusual)[0, 0], before_unusual[0, 0])  # live channels untouched

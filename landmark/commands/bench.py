@@ -8,6 +8,7 @@ from pathlib import Path
 
 from landmark.commands.output import write_json
 from landmark.config import shared_data_dir
+from landmark.errors import LandmarkError
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -17,6 +18,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--infer", action="store_true", help="per-face latency p50/p90, throughput, sizes")
     parser.add_argument("--demo", action="store_true", help="headless end-to-end demo FPS on a 640x480 video")
     parser.add_argument("--model", type=Path, help="model for --demo (.onnx/.pt; default: the package default)")
+    parser.add_argument(
+        "--checkpoint", type=Path, help="for --infer: time this .pt checkpoint instead of the standard PFLD bodies"
+    )
     parser.add_argument("--runs", type=int, default=200, help="timed calls per latency figure (default 200)")
     parser.add_argument("--json", metavar="PATH", help="write all results as JSON ('-' for standard output)")
     parser.set_defaults(run=run)
@@ -76,9 +80,14 @@ def bench_train(args: argparse.Namespace, workdir: Path) -> list[dict]:
 
 
 def bench_infer(args: argparse.Namespace, workdir: Path) -> list[dict]:
-    from landmark.bench.infer import benchmark_default_models, format_table
+    from landmark.bench.infer import benchmark_default_models, benchmark_inference, format_table
 
-    results = benchmark_default_models(runs=args.runs)
+    if args.checkpoint is not None and args.checkpoint.suffix != ".pt":
+        raise LandmarkError(f"--checkpoint: expected a .pt checkpoint (--infer exports it), got {args.checkpoint}")
+    if args.checkpoint is not None:
+        results = [benchmark_inference(args.checkpoint, runs=args.runs)]
+    else:
+        results = benchmark_default_models(runs=args.runs)
     _say(args, format_table(results))
     return results
 

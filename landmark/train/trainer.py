@@ -36,6 +36,7 @@ from landmark.checkpoint import load_checkpoint, save_checkpoint
 from landmark.data.dataset import LandmarkDataset, build_records, worker_init_fn
 from landmark.data.schemes import scheme_for
 from landmark.errors import LandmarkError
+from landmark.models.backbone import silence_dead_channels
 from landmark.models.pfld import PFLD, build_auxiliary, build_pfld
 from landmark.train.evaluate import predict_loader, score
 from landmark.train.losses import PFLDLoss, build_loss
@@ -257,6 +258,10 @@ def make_train_loader(dataset: LandmarkDataset, cfg: dict, world: Distributed, e
 
 
 def validate(model: nn.Module, dataset: LandmarkDataset, cfg: dict, device: torch.device) -> dict:
+    """Scores of the model as it will be deployed: a copy with its dead channels silenced, as every
+    checkpoint load does (see ``silence_dead_channels``)."""
+    model = copy.deepcopy(model)
+    silence_dead_channels(model)
     loader = DataLoader(dataset, batch_size=128, num_workers=cfg["data"]["workers"], worker_init_fn=worker_init_fn)
     out = predict_loader(model, loader, dataset.scheme, device, cfg["train"]["flip_test"])
     return score(out["pred"], out["gt"], dataset.scheme)
