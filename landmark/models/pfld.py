@@ -1,8 +1,9 @@
 """PFLD: a practical facial landmark detector (Guo et al., 2019) on a YAML-built MobileNet backbone.
 
 ``PFLD`` is the inference network: backbone -> multi-scale head -> (B, K, 2) landmarks in normalised crop
-coordinates, optionally followed by a ``RegionRefiner``: a second stage that re-reads small regions (the eyes)
-at the input's full resolution.
+coordinates, optionally followed by second stages: a ``RegionRefiner`` that re-reads small regions (the eyes,
+the inner mouth) at the input's full resolution, and a ``LocalRefiner`` that corrects every other point from
+the backbone's features at that point.
 
 ``AuxiliaryNet`` predicts (yaw, pitch, roll) from the backbone's stride-4 map; it exists only
 while training (the PFLD loss weights samples by pose error), so it is a separate module that the inference
@@ -256,8 +257,9 @@ class LocalRefiner(nn.Module):
         self.register_buffer("grid_shift", 2.0 * offsets - 1.0, persistent=False)
         self.register_buffer("index", torch.tensor(self.indices, dtype=torch.long), persistent=False)
         self.features = (channels or in_channels) * grid * grid
-        shared = nn.Sequential(nn.Linear(self.features, hidden), nn.ReLU(inplace=True)) if hidden else nn.Identity()
-        self.shared = shared
+        self.shared = nn.Identity()
+        if hidden:
+            self.shared = nn.Sequential(nn.Linear(self.features, hidden), nn.ReLU(inplace=True))
         self.readout_features = hidden or self.features
         self.weight = nn.Parameter(torch.zeros(len(self.indices), self.readout_features, 2))
         self.bias = nn.Parameter(torch.zeros(len(self.indices), 2))
