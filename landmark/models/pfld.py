@@ -367,10 +367,10 @@ def check_local_config(local: Any, where: str) -> None:
     (``LOCAL_DEFAULTS``; 0 channels or hidden units leave that layer out); ``local: {}`` turns the stage on."""
     expect(local, dict, where, "a mapping")
     check_keys(local, set(LOCAL_DEFAULTS), where, required=set())
-    for key in ("channels", "hidden", "grid"):
+    for key, least in (("channels", 0), ("hidden", 0), ("grid", 1)):
         value = local.get(key, LOCAL_DEFAULTS[key])
-        if not isinstance(value, int) or isinstance(value, bool) or value < (1 if key == "grid" else 0):
-            raise ConfigError(f"{where}: {key}: expected an integer >= {1 if key == 'grid' else 0}, got {value!r}")
+        if not isinstance(value, int) or isinstance(value, bool) or value < least:
+            raise ConfigError(f"{where}: {key}: expected an integer >= {least}, got {value!r}")
     for key in ("spread", "jitter"):
         value = expect(local.get(key, LOCAL_DEFAULTS[key]), (int, float), f"{where}: {key}", "a number >= 0")
         if value < 0 or isinstance(value, bool):
