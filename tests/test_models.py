@@ -127,6 +127,20 @@ def test_malformed_backbone_rows(tmp_path: Path, body: list, expected: str) -> N
         load_model_config(v1_config(tmp_path, body))
 
 
+@pytest.mark.parametrize("backbone_file", ["mobilenet_v1.yaml", "mobilenet_v2.yaml"])
+def test_backbone_activation_is_read_from_the_table(tmp_path: Path, backbone_file: str) -> None:
+    backbone = yaml.safe_load((MODELS / backbone_file).read_text())
+    model = yaml.safe_load((MODELS / "pfld_local.yaml").read_text())
+    write_yaml(tmp_path / "bb.yaml", {**backbone, "activation": "leaky_relu"})
+    leaky = build_pfld(load_model_config(write_yaml(tmp_path / "m.yaml", {**model, "backbone": "bb.yaml"})))
+    kinds = {type(m) for m in leaky.backbone.modules()} & {torch.nn.ReLU, torch.nn.LeakyReLU}
+    assert kinds == {torch.nn.LeakyReLU}  # every backbone activation, and only those: the head keeps ReLU
+    assert isinstance(leaky.s2[-1], torch.nn.ReLU)
+    write_yaml(tmp_path / "bb.yaml", {**backbone, "activation": "gelu"})
+    with pytest.raises(ConfigError, match=r"bb\.yaml: activation: expected one of relu, leaky_relu, got 'gelu'"):
+        load_model_config(tmp_path / "m.yaml")
+
+
 def test_unknown_keys_and_missing_files(tmp_path: Path) -> None:
     path = v1_config(tmp_path, GOOD_BODY)
     model = yaml.safe_load(path.read_text())
@@ -345,9 +359,9 @@ def test_bad_local_configs(tmp_path: Path, local: object, expected: str) -> None
 
 
 def test_dead_batchnorm_channels_are_silenced_without_changing_ordinary_outputs() -> None:
-    from landmark.models.backbone import conv_bn_relu, silence_dead_channels
+    from landmark.models.backbone import conv_bn_act, silence_dead_channels
 
-    block = conv_bn_relu(1, 2, 1).eval()
+    block = conv_bn_act(1, 2, 1).eval()
     with torch.no_grad():
         block[0].weight.copy_(torch.tensor([1.0, 1e-2]).view(2, 1, 1, 1))  # channel 1: a filter decayed to ~0
         block[1].running_mean.copy_(torch.tensor([0.0, 0.0]))

@@ -15,7 +15,7 @@ width of every layer's output, so a head can ask for "the last map at stride 8" 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -24,7 +24,8 @@ from torch import nn
 from landmark.config import check_keys, load_yaml
 from landmark.errors import ConfigError
 
-BACKBONE_KEYS = {"type", "input_size", "width_multiplier", "stem", "body", "blocks", "last_channels"}
+BACKBONE_KEYS = {"type", "input_size", "width_multiplier", "activation", "stem", "body", "blocks", "last_channels"}
+ACTIVATIONS = ("relu", "leaky_relu")
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class LayerSpec:
     kernel: int
     stride: int
     expansion: int = 1  # inverted residual only
+    activation: str = "relu"  # one of ACTIVATIONS
 
 
 def make_divisible(value: float, divisor: int = 8) -> int:
@@ -47,16 +49,24 @@ def make_divisible(value: float, divisor: int = 8) -> int:
     return rounded
 
 
-def conv_bn_relu(in_channels: int, out_channels: int, kernel: int, stride: int = 1, groups: int = 1) -> nn.Sequential:
+def activation_layer(name: str) -> nn.Module:
+    """``relu``, or ``leaky_relu`` with slope 0.1 (as in YOLOv3), which keeps a gradient below zero so a
+    channel cannot die (stay off on every image) the way a ReLU channel can."""
+    return nn.LeakyReLU(0.1, inplace=True) if name == "leaky_relu" else nn.ReLU(inplace=True)
+
+
+def conv_bn_act(
+    in_channels: int, out_channels: int, kernel: int, stride: int = 1, groups: int = 1, activation: str = "relu"
+) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(in_channels, out_channels, kernel, stride, padding=kernel // 2, groups=groups, bias=False),
         nn.BatchNorm2d(out_channels),
-        nn.ReLU(inplace=True),
+        activation_layer(activation),
     )
 
 
 # A BatchNorm channel whose running variance is below this saw (almost) the same value on every training
-# image: its filter has died (weight decay drives unused depthwise filters to zero).
+# image: its input has died (the ReLU before it never fires on a training image).
 DEAD_CHANNEL_VARIANCE = 1e-4
 
 
@@ -64,13 +74,15 @@ def silence_dead_channels(model: nn.Module, min_variance: float = DEAD_CHANNEL_V
     """Set the scale of every BatchNorm channel with running variance < ``min_variance`` to zero; return how
     many there were.
 
-    Why: BatchNorm divides by sqrt(running_var + eps), so a dead channel gets a gain of several hundred. On
-    training images its input is ~0 and it outputs its bias; an unusual image (a bright, high-contrast
-    photo) excites the filter slightly and the gain turns that into activations of 100+ that swamp the
-    head. Measured on the 300-W validation split, the last epoch of configs/train/300w_68.yaml put two
-    faces at 55% and 104% NME; zeroing its 9 dead channels brought the worst face to 10% and the mean
-    from 6.71% to 5.01%. For the images the network was trained on the output is unchanged (the channel
-    gives its bias either way), so this is applied whenever a checkpoint is loaded for inference.
+    Why: BatchNorm divides by sqrt(running_var + eps), so a dead channel gets a gain of several hundred. In
+    the 300-W runs such channels sit after a depthwise conv whose input channel is a ReLU that never fires
+    on a training image (the filters themselves are as large as the live ones; leaky_relu backbones have
+    almost none). On training images the channel outputs its bias; an unusual image (a bright,
+    high-contrast photo) wakes the ReLU slightly and the gain turns that into activations of 100+ that
+    swamp the head. Measured on the 300-W validation split, the last epoch of configs/train/300w_68.yaml
+    put two faces at 55% and 104% NME; zeroing its 9 dead channels brought the worst face to 10% and the
+    mean from 6.71% to 5.01%. For the images the network was trained on the output is unchanged (the
+    channel gives its bias either way), so this is applied whenever a checkpoint is loaded for inference.
     """
     silenced = 0
     with torch.no_grad():
@@ -85,24 +97,26 @@ def silence_dead_channels(model: nn.Module, min_variance: float = DEAD_CHANNEL_V
 class DepthwiseSeparable(nn.Sequential):
     """MobileNetV1 block: a depthwise conv that carries the stride, then a pointwise conv."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel: int, stride: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, kernel: int, stride: int, activation: str = "relu") -> None:
         super().__init__(
-            conv_bn_relu(in_channels, in_channels, kernel, stride, groups=in_channels),
-            conv_bn_relu(in_channels, out_channels, 1),
+            conv_bn_act(in_channels, in_channels, kernel, stride, groups=in_channels, activation=activation),
+            conv_bn_act(in_channels, out_channels, 1, activation=activation),
         )
 
 
 class InvertedResidual(nn.Module):
     """MobileNetV2 block: 1x1 expansion, 3x3 depthwise, linear 1x1 projection, residual when shapes match."""
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int, expansion: int) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, stride: int, expansion: int, activation: str = "relu"
+    ) -> None:
         super().__init__()
         hidden = in_channels * expansion
         layers: list[nn.Module] = []
         if expansion != 1:
-            layers.append(conv_bn_relu(in_channels, hidden, 1))
+            layers.append(conv_bn_act(in_channels, hidden, 1, activation=activation))
         layers += [
-            conv_bn_relu(hidden, hidden, 3, stride, groups=hidden),
+            conv_bn_act(hidden, hidden, 3, stride, groups=hidden, activation=activation),
             nn.Conv2d(hidden, out_channels, 1, bias=False),
             nn.BatchNorm2d(out_channels),
         ]
@@ -196,16 +210,21 @@ def parse_backbone(cfg: dict, source: str, width: float | None = None) -> list[L
         width = cfg.get("width_multiplier", 1.0)
     if isinstance(width, bool) or not isinstance(width, (int, float)) or width <= 0:
         raise ConfigError(f"{source}: width_multiplier: expected a positive number, got {width!r}")
+    activation = cfg.get("activation", "relu")
+    if activation not in ACTIVATIONS:
+        raise ConfigError(f"{source}: activation: expected one of {', '.join(ACTIVATIONS)}, got {activation!r}")
     kind = cfg["type"]
     if kind == "mobilenet_v1":
         if "blocks" in cfg:
             raise ConfigError(f"{source}: 'blocks' belongs to mobilenet_v2; mobilenet_v1 uses 'body'")
-        return _v1_specs(cfg, float(width), source)
-    if kind == "mobilenet_v2":
+        specs = _v1_specs(cfg, float(width), source)
+    elif kind == "mobilenet_v2":
         if "body" in cfg:
             raise ConfigError(f"{source}: 'body' belongs to mobilenet_v1; mobilenet_v2 uses 'blocks'")
-        return _v2_specs(cfg, float(width), source)
-    raise ConfigError(f"{source}: type: expected mobilenet_v1 or mobilenet_v2, got {kind!r}")
+        specs = _v2_specs(cfg, float(width), source)
+    else:
+        raise ConfigError(f"{source}: type: expected mobilenet_v1 or mobilenet_v2, got {kind!r}")
+    return [replace(spec, activation=activation) for spec in specs]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -214,10 +233,10 @@ def parse_backbone(cfg: dict, source: str, width: float | None = None) -> list[L
 
 def build_layer(spec: LayerSpec) -> nn.Module:
     if spec.kind == "conv":
-        return conv_bn_relu(spec.in_channels, spec.out_channels, spec.kernel, spec.stride)
+        return conv_bn_act(spec.in_channels, spec.out_channels, spec.kernel, spec.stride, activation=spec.activation)
     if spec.kind == "dw_pw":
-        return DepthwiseSeparable(spec.in_channels, spec.out_channels, spec.kernel, spec.stride)
-    return InvertedResidual(spec.in_channels, spec.out_channels, spec.stride, spec.expansion)
+        return DepthwiseSeparable(spec.in_channels, spec.out_channels, spec.kernel, spec.stride, spec.activation)
+    return InvertedResidual(spec.in_channels, spec.out_channels, spec.stride, spec.expansion, spec.activation)
 
 
 class Backbone(nn.Module):

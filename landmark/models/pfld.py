@@ -26,7 +26,7 @@ from torch import nn
 from landmark.config import check_keys, expect, load_yaml
 from landmark.data.schemes import scheme_for
 from landmark.errors import ConfigError
-from landmark.models.backbone import Backbone, conv_bn_relu, parse_backbone
+from landmark.models.backbone import Backbone, conv_bn_act, parse_backbone
 
 OPTIONAL_KEYS = {"aux", "refine", "local"}  # the training-only pose net and the two second stages
 MODEL_KEYS = {"backbone", "width", "num_points", "input_size", "aux_stride", "main_stride", "head", *OPTIONAL_KEYS}
@@ -70,9 +70,9 @@ class PFLD(nn.Module):
         self.main_stride = main_stride
         self.backbone = backbone
         main_channels = backbone.out_channels[main_stride]
-        self.s1 = conv_bn_relu(main_channels, s1_channels, 1) if s1_channels else nn.Identity()
+        self.s1 = conv_bn_act(main_channels, s1_channels, 1) if s1_channels else nn.Identity()
         s1_out = s1_channels or main_channels
-        self.s2 = conv_bn_relu(s1_out, s2_channels, 3, stride=2)
+        self.s2 = conv_bn_act(s1_out, s2_channels, 3, stride=2)
         s2_size = -(-input_size // (main_stride * 2))  # ceil: a padded stride-2 conv
         self.s3 = nn.Sequential(
             nn.Conv2d(s2_channels, s3_channels, s2_size, bias=False), nn.BatchNorm2d(s3_channels), nn.ReLU(inplace=True)
@@ -153,8 +153,8 @@ class RegionRefiner(nn.Module):
         self.jitter = jitter
         layers, in_channels = [], 3
         for out_channels in channels:  # each stage halves the strip: a stride-2 conv, then a 3x3 conv
-            layers.append(conv_bn_relu(in_channels, out_channels, 3, stride=2))
-            layers.append(conv_bn_relu(out_channels, out_channels, 3))
+            layers.append(conv_bn_act(in_channels, out_channels, 3, stride=2))
+            layers.append(conv_bn_act(out_channels, out_channels, 3))
             in_channels = out_channels
         self.convs = nn.Sequential(*layers)
         map_size = patch_size // 2 ** len(channels)
@@ -249,7 +249,7 @@ class LocalRefiner(nn.Module):
         super().__init__()
         self.indices = tuple(indices)
         self.jitter = jitter
-        self.reduce = conv_bn_relu(in_channels, channels, 1) if channels else nn.Identity()
+        self.reduce = conv_bn_act(in_channels, channels, 1) if channels else nn.Identity()
         steps = (torch.arange(grid, dtype=torch.float32) - (grid - 1) / 2) * spread
         offsets = torch.stack(torch.meshgrid(steps, steps, indexing="xy"), dim=-1).reshape(grid * grid, 2)
         self.register_buffer("offsets", offsets, persistent=False)
@@ -290,9 +290,9 @@ class AuxiliaryNet(nn.Module):
         super().__init__()
         map_size = -(-input_size // (aux_stride * 4))  # after two stride-2 convs
         self.convs = nn.Sequential(
-            conv_bn_relu(in_channels, channels, 3, stride=2),
-            conv_bn_relu(channels, channels, 3),
-            conv_bn_relu(channels, fc_channels, 3, stride=2),
+            conv_bn_act(in_channels, channels, 3, stride=2),
+            conv_bn_act(channels, channels, 3),
+            conv_bn_act(channels, fc_channels, 3, stride=2),
             nn.Conv2d(fc_channels, channels, map_size),
             nn.ReLU(inplace=True),
         )
