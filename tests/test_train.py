@@ -94,6 +94,28 @@ def test_resume_refuses_a_checkpoint_with_other_landmarks(synthetic_root: Path, 
         train(cfg, tmp_path / "run", resume=tmp_path / "run", progress=False)
 
 
+def test_model_init_starts_from_a_checkpoint_with_a_fresh_schedule(synthetic_root: Path, tmp_path: Path) -> None:
+    source = train(tiny_config(synthetic_root, "train.epochs=2", "train.ema=0.9"), tmp_path / "source", progress=False)
+    cfg = tiny_config(synthetic_root, "train.epochs=1", f"model.init={tmp_path / 'source'}")  # its last.pt
+    tuned = train(cfg, tmp_path / "tuned", progress=False)
+    # validation before the first step scores the source's EMA weights exactly
+    assert tuned["history"][0]["nme_mean"] == pytest.approx(source["history"][-1]["nme_mean"], abs=1e-6)
+    assert load_checkpoint(tmp_path / "tuned" / "last.pt")["epoch"] == 1  # its own schedule, not the source's
+
+    wrong_width = tiny_config(synthetic_root, "train.epochs=1", "model.width=0.5", f"model.init={tmp_path / 'x.pt'}")
+    with pytest.raises(LandmarkError, match=r"x\.pt: checkpoint not found"):
+        train(wrong_width, tmp_path / "bad", progress=False)
+    wrong_width["model"]["init"] = str(tmp_path / "source" / "last.pt")
+    with pytest.raises(LandmarkError, match=r"last\.pt: model\.init weights do not fit model\.config"):
+        train(wrong_width, tmp_path / "bad", progress=False)
+    state = load_checkpoint(tmp_path / "source" / "last.pt")
+    state["model_config"] = {**state["model_config"], "num_points": 68}
+    save_checkpoint(state, tmp_path / "other.pt")
+    cfg["model"]["init"] = str(tmp_path / "other.pt")
+    with pytest.raises(LandmarkError, match=r"other\.pt: model\.init predicts 68 points but the config asks for 98"):
+        train(cfg, tmp_path / "bad", progress=False)
+
+
 def test_eval_refuses_a_checkpoint_of_another_scheme(synthetic_root: Path, tmp_path: Path, synthetic_face) -> None:
     image, points = synthetic_face  # one 68-point face; write its 300-W .pts (1-based) beside it
     faces68 = image.parent

@@ -29,6 +29,7 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
         "width": (OPTIONAL_NUMBER, None),
         "num_points": ((int, type(None)), None),
         "input_size": ((int, type(None)), None),
+        "init": ((str, type(None)), None),
     },
     "data": {
         "format": ((str,), "wflw"),
@@ -158,6 +159,8 @@ def resolve_train_config(path: str | Path, overrides: list[str] | None = None) -
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from None
     cfg["data"]["root"] = str(expand_path(cfg["data"]["root"]))
+    if cfg["model"]["init"] is not None:
+        cfg["model"]["init"] = str(expand_path(cfg["model"]["init"]))
     cfg["source"] = str(path)
     return cfg
 

@@ -201,6 +201,26 @@ def lr_factor(step: int, steps_per_epoch: int, schedule: dict, epochs: int, base
     return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+def load_initial_weights(model: PFLD, aux: nn.Module | None, path: str | Path, num_points: int) -> None:
+    """Start from a checkpoint's weights (its EMA weights when it kept them): fine-tuning, e.g. the default
+    model on your own faces. The optimiser and schedule start afresh, unlike ``--resume``. A run folder
+    means its last.pt."""
+    state = load_checkpoint(Path(path) / "last.pt" if Path(path).is_dir() else path)
+    if state["model_config"]["num_points"] != num_points:
+        raise LandmarkError(
+            f"{path}: model.init predicts {state['model_config']['num_points']} points but the config asks for "
+            f"{num_points}"
+        )
+    weights = state["ema"] if state.get("ema") is not None else state["model"]
+    try:
+        model.load_state_dict(weights)
+        if aux is not None and state.get("aux") is not None:
+            aux.load_state_dict(state["aux"])
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()[0][:160]
+        raise LandmarkError(f"{path}: model.init weights do not fit model.config ({first})") from None
+
+
 def build_optimizer(params: list[nn.Parameter], optim: dict) -> torch.optim.Optimizer:
     if optim["name"] == "sgd":
         return torch.optim.SGD(
@@ -319,6 +339,9 @@ def train(
     model = build_pfld(cfg["model_config"])
     criterion = build_loss(cfg["loss"])
     aux = build_auxiliary(cfg["model_config"], model) if isinstance(criterion, PFLDLoss) else None
+    if cfg["model"]["init"] is not None and resume is None:
+        load_initial_weights(model, aux, cfg["model"]["init"], cfg["model_config"]["num_points"])
+        logger.info("starting from the weights in %s", cfg["model"]["init"])
     net = TrainingNet(model, aux).to(device)
     optimizer = build_optimizer(list(net.parameters()), cfg["optim"])
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
@@ -377,7 +400,7 @@ def train(
         if not history:
             before = validate(eval_model(), val_set, cfg, device)
             history.append({"epoch": 0, **before})
-            logger.info("epoch 0 (untrained): val NME %.4f", before["nme_mean"])
+            logger.info("epoch 0 (before training): val NME %.4f", before["nme_mean"])
 
     def checkpoint(epoch: int) -> dict:
         return {
