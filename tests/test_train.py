@@ -12,12 +12,10 @@ import torch
 import yaml
 
 from landmark.checkpoint import load_checkpoint, save_checkpoint
-from landmark.data.schemes import scheme_for
 from landmark.data.synthetic import write_synthetic_wflw
 from landmark.errors import ConfigError, LandmarkError
 from landmark.train.config import resolve_train_config
-from landmark.train.evaluate import predict_batch
-from landmark.train.trainer import distill_target, load_teachers, lr_factor, set_cpu_threads, train
+from landmark.train.trainer import lr_factor, set_cpu_threads, train
 
 REPO = Path(__file__).resolve().parent.parent
 SYNTHETIC_CONFIG = REPO / "configs" / "train" / "synthetic_wflw.yaml"
@@ -116,35 +114,6 @@ def test_model_init_starts_from_a_checkpoint_with_a_fresh_schedule(synthetic_roo
     cfg["model"]["init"] = str(tmp_path / "other.pt")
     with pytest.raises(LandmarkError, match=r"other\.pt: model\.init predicts 68 points but the config asks for 98"):
         train(cfg, tmp_path / "bad", progress=False)
-
-
-def test_distill_targets_blend_the_annotation_with_the_teachers(synthetic_root: Path, tmp_path: Path) -> None:
-    cfg = tiny_config(synthetic_root, "train.epochs=1")
-    train(cfg, tmp_path / "teacher", progress=False)
-    teacher_path = str(tmp_path / "teacher" / "last.pt")
-    teachers = load_teachers([teacher_path, teacher_path], 98, 112, torch.device("cpu"))
-    scheme = scheme_for(98)
-    images, target = torch.randn(2, 3, 112, 112), torch.rand(2, 98, 2)
-    taught = predict_batch(teachers[0], images, scheme, flip_test=True)
-    torch.testing.assert_close(distill_target(teachers, images, target, scheme, 0.0, True), target)
-    torch.testing.assert_close(distill_target(teachers, images, target, scheme, 1.0, True), taught)
-    torch.testing.assert_close(distill_target(teachers, images, target, scheme, 0.5, True), (target + taught) / 2)
-
-    # a run with a teacher trains and saves; a teacher of another scheme or size is one line
-    student = tiny_config(synthetic_root, "train.epochs=1", f"distill.teachers=[{teacher_path}]")
-    assert student["distill"] == {"teachers": [teacher_path], "weight": 0.5, "flip_test": True}
-    train(student, tmp_path / "student", progress=False)
-    assert load_checkpoint(tmp_path / "student" / "last.pt")["epoch"] == 1
-    with pytest.raises(
-        LandmarkError,
-        match=r"last\.pt: distill teacher predicts 98 points from 112 px crops; "
-        r"the student 98 points from 128 px",
-    ):
-        load_teachers([teacher_path], 98, 128, torch.device("cpu"))
-    with pytest.raises(ConfigError, match=r"distill\.weight: expected a number in \[0, 1\], got 1\.5"):
-        tiny_config(synthetic_root, "distill.weight=1.5")
-    with pytest.raises(ConfigError, match=r"distill\.teachers: expected a list of checkpoint paths, got \[3\]"):
-        tiny_config(synthetic_root, "distill.teachers=[3]")
 
 
 def test_eval_refuses_a_checkpoint_of_another_scheme(synthetic_root: Path, tmp_path: Path, synthetic_face) -> None:

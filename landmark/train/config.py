@@ -55,11 +55,6 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
         "milestones": ((list,), [30, 45]),
         "gamma": (NUMBER, 0.1),
     },
-    "distill": {
-        "teachers": ((list,), []),
-        "weight": (NUMBER, 0.5),
-        "flip_test": ((bool,), True),
-    },
     "train": {
         "epochs": ((int,), 10),
         "batch_size": ((int,), 64),
@@ -166,10 +161,6 @@ def resolve_train_config(path: str | Path, overrides: list[str] | None = None) -
     cfg["data"]["root"] = str(expand_path(cfg["data"]["root"]))
     if cfg["model"]["init"] is not None:
         cfg["model"]["init"] = str(expand_path(cfg["model"]["init"]))
-    teachers = cfg["distill"]["teachers"]
-    if not all(isinstance(teacher, str) for teacher in teachers):
-        raise ConfigError(f"{path}: distill.teachers: expected a list of checkpoint paths, got {teachers!r}")
-    cfg["distill"]["teachers"] = [str(expand_path(teacher)) for teacher in teachers]
     cfg["source"] = str(path)
     return cfg
 
@@ -181,8 +172,6 @@ def _check_ranges(cfg: dict, where: str) -> None:
             raise ConfigError(f"{where}: {section}.{key}: expected a positive number, got {cfg[section][key]}")
     if cfg["data"]["workers"] < 0:
         raise ConfigError(f"{where}: data.workers: expected 0 or more, got {cfg['data']['workers']}")
-    if not 0.0 <= cfg["distill"]["weight"] <= 1.0:
-        raise ConfigError(f"{where}: distill.weight: expected a number in [0, 1], got {cfg['distill']['weight']}")
     ema = cfg["train"]["ema"]
     if ema is not None and not 0.0 < ema < 1.0:
         raise ConfigError(f"{where}: train.ema: expected a decay in (0, 1) such as 0.999, or null, got {ema}")

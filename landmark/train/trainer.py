@@ -32,13 +32,13 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 from tqdm import tqdm
 
-from landmark.checkpoint import load_checkpoint, load_model, save_checkpoint
+from landmark.checkpoint import load_checkpoint, save_checkpoint
 from landmark.data.dataset import LandmarkDataset, build_records, worker_init_fn
-from landmark.data.schemes import Scheme, scheme_for
+from landmark.data.schemes import scheme_for
 from landmark.errors import LandmarkError
 from landmark.models.backbone import silence_dead_channels
 from landmark.models.pfld import PFLD, build_auxiliary, build_pfld
-from landmark.train.evaluate import predict_batch, predict_loader, score
+from landmark.train.evaluate import predict_loader, score
 from landmark.train.losses import PFLDLoss, build_loss
 
 logger = logging.getLogger(__name__)
@@ -90,34 +90,6 @@ def training_loss(
     if coarse is not None:
         loss = loss + landmark_loss(criterion, coarse, target, angles, batch, device)
     return loss
-
-
-def load_teachers(paths: list[str], num_points: int, input_size: int, device: torch.device) -> list[PFLD]:
-    """The ``distill.teachers`` checkpoints as inference networks on ``device``, checked against the student."""
-    teachers = []
-    for path in paths:
-        model, _, state = load_model(path)
-        config = state["model_config"]
-        if config["num_points"] != num_points or config["input_size"] != input_size:
-            raise LandmarkError(
-                f"{path}: distill teacher predicts {config['num_points']} points from {config['input_size']} px "
-                f"crops; the student {num_points} points from {input_size} px"
-            )
-        teachers.append(model.to(device))
-    return teachers
-
-
-def distill_target(
-    teachers: list[PFLD], images: torch.Tensor, target: torch.Tensor, scheme: Scheme, weight: float, flip_test: bool
-) -> torch.Tensor:
-    """The annotation blended with the teachers' mean prediction on the same augmented crops.
-
-    Why: an ensemble of trained models (flip-averaged) places points more consistently than one annotator
-    and than any single student can (on the 300-W validation split three models' mean scored 4.22% against
-    4.38-4.44% each); training towards it passes some of that on at no inference cost.
-    """
-    taught = torch.stack([predict_batch(teacher, images, scheme, flip_test) for teacher in teachers]).mean(0)
-    return (1.0 - weight) * target + weight * taught
 
 
 class EMA:
@@ -367,9 +339,6 @@ def train(
     model = build_pfld(cfg["model_config"])
     criterion = build_loss(cfg["loss"])
     aux = build_auxiliary(cfg["model_config"], model) if isinstance(criterion, PFLDLoss) else None
-    teachers = load_teachers(
-        cfg["distill"]["teachers"], cfg["model_config"]["num_points"], cfg["model_config"]["input_size"], device
-    )
     if cfg["model"]["init"] is not None and resume is None:
         load_initial_weights(model, aux, cfg["model"]["init"], cfg["model_config"]["num_points"])
         logger.info("starting from the weights in %s", cfg["model"]["init"])
@@ -470,9 +439,6 @@ def train(
                 data_wait += time.perf_counter() - tick
                 images = batch["image"].to(device, non_blocking=True)
                 target = batch["landmarks"].to(device, non_blocking=True)
-                if teachers:
-                    weight, flip = cfg["distill"]["weight"], cfg["distill"]["flip_test"]
-                    target = distill_target(teachers, images, target, scheme, weight, flip)
                 with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
                     outputs = ddp_net(images)
                 loss = training_loss(criterion, outputs, target, batch, device)
