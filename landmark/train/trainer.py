@@ -201,16 +201,21 @@ def lr_factor(step: int, steps_per_epoch: int, schedule: dict, epochs: int, base
     return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+def load_run_checkpoint(path: str | Path, num_points: int, what: str) -> dict[str, Any]:
+    """A checkpoint, or a run folder's last.pt, refused when it predicts another number of points."""
+    state = load_checkpoint(Path(path) / "last.pt" if Path(path).is_dir() else path)
+    if state["model_config"]["num_points"] != num_points:
+        raise LandmarkError(
+            f"{path}: {what} predicts {state['model_config']['num_points']} points but the config asks for {num_points}"
+        )
+    return state
+
+
 def load_initial_weights(model: PFLD, aux: nn.Module | None, path: str | Path, num_points: int) -> None:
     """Start from a checkpoint's weights (its EMA weights when it kept them): fine-tuning, e.g. the default
     model on your own faces. The optimiser and schedule start afresh, unlike ``--resume``. A run folder
     means its last.pt."""
-    state = load_checkpoint(Path(path) / "last.pt" if Path(path).is_dir() else path)
-    if state["model_config"]["num_points"] != num_points:
-        raise LandmarkError(
-            f"{path}: model.init predicts {state['model_config']['num_points']} points but the config asks for "
-            f"{num_points}"
-        )
+    state = load_run_checkpoint(path, num_points, "model.init")
     weights = state["ema"] if state.get("ema") is not None else state["model"]
     try:
         model.load_state_dict(weights)
@@ -355,12 +360,7 @@ def train(
     # ---- resume ----
     start_epoch, best_nme, history = 0, math.inf, []
     if resume is not None:
-        state = load_checkpoint(Path(resume) / "last.pt" if Path(resume).is_dir() else resume)
-        if state["model_config"]["num_points"] != cfg["model_config"]["num_points"]:
-            raise LandmarkError(
-                f"{resume}: checkpoint predicts {state['model_config']['num_points']} points but the "
-                f"config asks for {cfg['model_config']['num_points']}"
-            )
+        state = load_run_checkpoint(resume, cfg["model_config"]["num_points"], "checkpoint")
         model.load_state_dict(state["model"])
         if aux is not None and state.get("aux") is not None:
             aux.load_state_dict(state["aux"])
