@@ -11,8 +11,9 @@ import pytest
 from conftest import EINSTEIN_LECTERN_BOX, shared_data_root
 
 from landmark.data.crop import face_box_from_points
+from landmark.data.readers import FaceRecord
 from landmark.detect import BoxCalibration, HaarDetector, HaarPhotoDetector, build_detector
-from landmark.detect.calibration import best_overlap, box_iou, fit_box_calibration
+from landmark.detect.calibration import best_overlap, box_iou, boxes_from_detector, fit_box_calibration
 from landmark.errors import LandmarkError
 
 
@@ -161,3 +162,33 @@ def test_best_overlap_takes_the_annotated_face_not_a_neighbour() -> None:
     assert best_overlap([neighbour, face], truth, min_iou=0.3)[0] == 1
     assert best_overlap([neighbour], truth, min_iou=0.3) is None  # nothing overlaps: the caller falls back
     assert best_overlap([], truth, min_iou=0.3) is None
+
+
+class ScriptedDetector:
+    """Reports the same boxes for every image; its calibration widens a box by 10% (so a test sees it applied)."""
+
+    calibration = BoxCalibration(scale_x=1.1, scale_y=1.1)
+
+    def __init__(self, boxes: list[list[float]]):
+        self.boxes = np.array(boxes, np.float32).reshape(-1, 5)
+
+    def detect(self, image: np.ndarray) -> np.ndarray:
+        return self.boxes
+
+    def to_landmark_box(self, box: np.ndarray) -> np.ndarray:
+        return self.calibration.apply(box)
+
+
+def test_boxes_from_detector_takes_the_annotated_face_and_falls_back_to_its_landmark_box(tmp_path: Path) -> None:
+    image_path = tmp_path / "face.png"
+    cv2.imwrite(str(image_path), np.zeros((64, 128, 3), np.uint8))
+    record = FaceRecord(image_path, np.array([[10, 10], [50, 50], [30, 40]], np.float32), source="face.pts")
+    neighbour, face = [70, 10, 110, 50, 0.9], [12, 8, 52, 52, 0.8]
+
+    (out,), fallbacks = boxes_from_detector([record], ScriptedDetector([neighbour, face]))
+    assert fallbacks == 0 and record.box is None  # the input records are left as they were
+    np.testing.assert_allclose(out.box, ScriptedDetector.calibration.apply(np.array(face)))
+
+    (out,), fallbacks = boxes_from_detector([record], ScriptedDetector([neighbour]))
+    assert fallbacks == 1
+    np.testing.assert_allclose(out.box, face_box_from_points(record.points))

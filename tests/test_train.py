@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -177,6 +178,8 @@ def write_config(tmp_path: Path, change: dict) -> Path:
         ({"model.config": "missing.yaml"}, r"missing\.yaml: config file not found"),
         ({"loss.name": "hinge"}, r"train\.yaml: loss\.name"),
         ({"data.format": "coco"}, r"data\.format: expected one of wflw, 300w, csv, json"),
+        ({"data.box_source": "haar"}, r"data\.box_source: expected one of points, box, detector, got 'haar'"),
+        ({"data.detector": "hog"}, r"data\.detector: expected one of haar, mediapipe, yunet, got 'hog'"),
     ],
 )
 def test_bad_configs_name_the_key(tmp_path: Path, change: dict, message: str) -> None:
@@ -191,6 +194,30 @@ def test_set_overrides_and_their_errors(tmp_path: Path) -> None:
         resolve_train_config(SYNTHETIC_CONFIG, ["trainepochs"])
     with pytest.raises(ConfigError, match=r"train: unknown key 'epoch'"):
         resolve_train_config(SYNTHETIC_CONFIG, ["train.epoch=3"])
+
+
+def test_box_source_detector_crops_training_faces_around_detections(
+    synthetic_root: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from landmark.data.crop import face_box_from_points
+    from landmark.detect import HaarDetector
+    from landmark.train import trainer
+
+    class NoFaces(HaarDetector):  # finds nothing: every face falls back to its landmark box
+        def detect(self, image):
+            return np.zeros((0, 5), np.float32)
+
+    built = []
+    monkeypatch.setattr(trainer, "build_detector", lambda *args, **kw: built.append((args, kw)) or NoFaces())
+    cfg = tiny_config(synthetic_root, "data.box_source=detector")
+    with caplog.at_level("INFO", logger="landmark.train.trainer"):
+        train_set, val_set = trainer.build_datasets(cfg)
+    assert built == [(("haar", None), {"photos": True})] * 2  # the photo detector, as landmark eval --box detector
+    assert train_set.box_source == val_set.box_source == "box"
+    for record in train_set.records[:5] + val_set.records[:5]:  # WFLW's own boxes were replaced
+        np.testing.assert_allclose(record.box, face_box_from_points(record.points))
+    n = len(train_set)
+    assert f"train: the haar detector missed {n} of {n} faces (landmark box used)" in caplog.text
 
 
 def test_cosine_schedule_with_warmup() -> None:

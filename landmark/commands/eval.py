@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,8 @@ from tqdm import tqdm
 from landmark.checkpoint import default_model_path, load_model
 from landmark.commands.output import write_atomic, write_json
 from landmark.data.dataset import LandmarkDataset, build_records
-from landmark.data.readers import FaceRecord
+from landmark.detect import build_detector
+from landmark.detect.calibration import boxes_from_detector
 from landmark.errors import LandmarkError
 from landmark.train.evaluate import evaluate_predictions, predict_loader
 from landmark.train.metrics import plot_ced
@@ -54,33 +56,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
-def detector_boxes(
-    records: list[FaceRecord], detector_name: str, detector_model: str | None, min_iou: float = 0.3
-) -> tuple[list[FaceRecord], int]:
-    """Replace each record's box by the detection that best overlaps its landmark box (mapped to a landmark-box
-    estimate); fall back to the landmark box when nothing overlaps. Returns (records, number of fallbacks)."""
-    from dataclasses import replace
-
-    from landmark.data.crop import face_box_from_points
-    from landmark.data.dataset import load_image
-    from landmark.detect import build_detector
-    from landmark.detect.calibration import best_overlap
-
-    detector = build_detector(detector_name, detector_model, photos=True)
-    out, fallbacks = [], 0
-    for record in tqdm(records, desc="detecting faces", leave=False):
-        truth = face_box_from_points(record.points)
-        detections = detector.detect(load_image(record.image_path))
-        estimates = [detector.to_landmark_box(d[:4]) for d in detections]  # detector box -> landmark box
-        match = best_overlap(estimates, truth, min_iou)
-        if match is not None:
-            box = estimates[match[0]]
-        else:
-            box, fallbacks = truth, fallbacks + 1
-        out.append(replace(record, box=np.asarray(box, dtype=np.float32)))
-    return out, fallbacks
-
-
 def run(args: argparse.Namespace) -> int:
     checkpoint = args.checkpoint or default_model_path((".pt",))
     model, scheme, state = load_model(checkpoint)
@@ -96,7 +71,9 @@ def run(args: argparse.Namespace) -> int:
         )
     fallbacks = 0
     if args.box == "detector":
-        records, fallbacks = detector_boxes(records, args.detector, args.detector_model)
+        detector = build_detector(args.detector, args.detector_model, photos=True)
+        progress = partial(tqdm, desc="detecting faces", leave=False)
+        records, fallbacks = boxes_from_detector(records, detector, progress=progress)
     train_cfg = state.get("train_config") or {}
     crop_scale = train_cfg.get("data", {}).get("crop_scale", 1.25)
     dataset = LandmarkDataset(

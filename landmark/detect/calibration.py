@@ -62,6 +62,29 @@ def best_overlap(boxes: list[np.ndarray], truth: np.ndarray, min_iou: float) -> 
     return best, ious[best]
 
 
+def boxes_from_detector(records: list, detector, min_iou: float = 0.3, progress=None) -> tuple[list, int]:
+    """Give each ``FaceRecord`` the face box a detector finds for it, as deployed: the detection that best
+    overlaps the annotated face (at least ``min_iou``), mapped to a landmark-box estimate by the detector's
+    calibration. A face the detector misses keeps its landmark box. ``progress`` wraps the record list (e.g.
+    ``tqdm``). Returns (records with ``box`` set, number that fell back to the landmark box)."""
+    from dataclasses import replace
+
+    from landmark.data.crop import face_box_from_points
+    from landmark.data.dataset import load_image
+
+    out, fallbacks = [], 0
+    for record in progress(records) if progress else records:
+        truth = face_box_from_points(record.points)
+        estimates = [detector.to_landmark_box(d[:4]) for d in detector.detect(load_image(record.image_path))]
+        match = best_overlap(estimates, truth, min_iou)
+        if match is None:
+            box, fallbacks = truth, fallbacks + 1
+        else:
+            box = estimates[match[0]]
+        out.append(replace(record, box=np.asarray(box, dtype=np.float32)))
+    return out, fallbacks
+
+
 def fit_box_calibration(detector, folder: Path, limit: int | None = None, min_iou: float = 0.3) -> dict:
     """Measure a detector's ``BoxCalibration`` on a folder of 300-W ``.pts`` + image pairs.
 

@@ -15,6 +15,7 @@ import yaml
 
 from landmark.config import check_keys, expand_path, load_yaml
 from landmark.data.augment import load_augment_config, validate_augment_config
+from landmark.detect import DETECTORS
 from landmark.errors import ConfigError
 from landmark.models.pfld import load_model_config
 from landmark.train.losses import build_loss
@@ -39,6 +40,8 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
         "skip_invalid": ((bool,), False),
         "crop_scale": (NUMBER, 1.25),
         "box_source": ((str,), "points"),
+        "detector": ((str,), "haar"),
+        "detector_model": ((str, type(None)), None),
         "box_jitter": (NUMBER, 0.0),
         "workers": ((int,), 2),
     },
@@ -69,7 +72,8 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
 FREE_SECTIONS = {"augment", "loss"}  # validated by their own modules
 CHOICES = {
     ("data", "format"): ("wflw", "300w", "csv", "json"),
-    ("data", "box_source"): ("points", "box"),
+    ("data", "box_source"): ("points", "box", "detector"),
+    ("data", "detector"): DETECTORS,
     ("optim", "name"): ("adam", "adamw", "sgd"),
     ("schedule", "name"): ("cosine", "step"),
 }

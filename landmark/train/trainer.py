@@ -20,6 +20,7 @@ import os
 import random
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,10 @@ from tqdm import tqdm
 
 from landmark.checkpoint import load_checkpoint, save_checkpoint
 from landmark.data.dataset import LandmarkDataset, build_records, worker_init_fn
+from landmark.data.readers import FaceRecord
 from landmark.data.schemes import scheme_for
+from landmark.detect import build_detector
+from landmark.detect.calibration import boxes_from_detector
 from landmark.errors import LandmarkError
 from landmark.models.backbone import silence_dead_channels
 from landmark.models.pfld import PFLD, build_auxiliary, build_pfld
@@ -235,23 +239,43 @@ def build_optimizer(params: list[nn.Parameter], optim: dict) -> torch.optim.Opti
     return cls(params, lr=optim["lr"], weight_decay=optim["weight_decay"])
 
 
+def detected_records(records: list[FaceRecord], data: dict, split: str) -> list[FaceRecord]:
+    """``box_source: detector``: crop every face around the box the deployed detector finds for it, so the
+    model learns that detector's real box errors (the photo Haar detector, as ``landmark eval --box
+    detector`` runs it); a face it misses keeps its landmark box."""
+    detector = build_detector(data["detector"], data["detector_model"], photos=True)
+    progress = partial(tqdm, desc=f"detecting {split} faces", leave=False, disable=len(records) < 50)
+    records, fallbacks = boxes_from_detector(records, detector, progress=progress)
+    logger.info(
+        "%s: the %s detector missed %d of %d faces (landmark box used)",
+        split,
+        data["detector"],
+        fallbacks,
+        len(records),
+    )
+    return records
+
+
 def build_datasets(cfg: dict) -> tuple[LandmarkDataset, LandmarkDataset]:
     data, model_cfg = cfg["data"], cfg["model_config"]
     scheme = scheme_for(model_cfg["num_points"])
+    records = {split: build_records(data, split) for split in ("train", "val")}
+    if data["box_source"] == "detector":
+        records = {split: detected_records(recs, data, split) for split, recs in records.items()}
     common = {
         "scheme": scheme,
         "input_size": model_cfg["input_size"],
         "crop_scale": data["crop_scale"],
-        "box_source": data["box_source"],
+        "box_source": "box" if data["box_source"] == "detector" else data["box_source"],
     }
     train_set = LandmarkDataset(
-        build_records(data, "train"),
+        records["train"],
         augment=cfg["augment"],
         box_jitter=data["box_jitter"],
         seed=cfg["train"]["seed"],
         **common,
     )
-    val_set = LandmarkDataset(build_records(data, "val"), augment=None, **common)
+    val_set = LandmarkDataset(records["val"], augment=None, **common)
     return train_set, val_set
 
 
