@@ -76,3 +76,17 @@ def test_eval_with_the_default_model_on_a_real_folder(shared_data: Path) -> None
     for key in ("nme_mean", "nme_median", "fr10", "auc10", "n", "fallbacks"):
         assert key in report
     assert report["n"] == 3 and 0 <= report["fallbacks"] <= 3
+
+
+def test_eval_reports_each_300w_source_dataset(shared_data: Path, tmp_path: Path) -> None:
+    source = shared_data / "faces300w" / "train"
+    for name in ("helen_1", "afw_1"):  # two faces of each source, linked (not copied) into a small folder
+        for pts in sorted(source.glob(f"{name}*.pts"))[:2]:
+            for path in (pts, pts.with_suffix(".jpg")):
+                (tmp_path / path.name).symlink_to(path)
+    result = subprocess.run(
+        [sys.executable, "-m", "landmark", "eval", "--data-format", "300w", "--data", str(tmp_path), "--json", "-"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    subsets = json.loads(result.stdout)["subsets"]
+    assert {name: s["n"] for name, s in subsets.items()} == {"afw": 2, "helen": 2}

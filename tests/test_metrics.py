@@ -162,6 +162,18 @@ def test_attribute_subsets_skip_empty_ones():
         metrics.attribute_subsets(SAMPLE_NME, attributes[:, :5])
 
 
+def test_source_subsets_group_300w_faces_by_file_name_prefix():
+    nme = np.array([0.02, 0.04, 0.06, 0.12, 0.5])
+    names = ["helen_1.jpg", "HELEN_2.png", "afw_3.jpg", "ibug_4.jpg", "myface.jpg"]  # the last has no source
+    subsets = metrics.source_subsets(nme, names)
+    assert list(subsets) == ["afw", "helen", "ibug"]
+    assert subsets["helen"]["n"] == 2 and subsets["helen"]["nme_mean"] == pytest.approx(0.03)
+    assert subsets["ibug"]["fr10"] == 1.0 and subsets["afw"]["fr10"] == 0.0
+    assert metrics.source_subsets(nme[:1], ["face.jpg"]) == {}
+    with pytest.raises(ValueError, match="2 names for 5 faces"):
+        metrics.source_subsets(nme, names[:2])
+
+
 def test_plot_ced_writes_png_atomically(tmp_path):
     path = tmp_path / "ced.png"
     path.write_bytes(b"old")

@@ -19,7 +19,7 @@ from landmark.detect import build_detector
 from landmark.detect.calibration import boxes_from_detector
 from landmark.errors import LandmarkError
 from landmark.train.evaluate import evaluate_predictions, predict_loader
-from landmark.train.metrics import plot_ced
+from landmark.train.metrics import plot_ced, source_subsets
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -90,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
             model, tqdm(loader, desc="evaluating", leave=False), scheme, torch.device("cpu"), args.flip_test
         )
     result = evaluate_predictions(out["pred"], out["gt"], out["attributes"], scheme)
+    names = [records[i].image_path.name for i in out["index"]]
+    result["subsets"].update(source_subsets(np.asarray(result["per_face_nme"]), names))
     result.update(
         {
             "fallbacks": fallbacks,

@@ -159,6 +159,22 @@ def summarise(nme: np.ndarray, threshold: float = 0.10) -> dict:
     }
 
 
+W300_SOURCES = ("afw", "helen", "ibug", "lfpw")  # 300-W's source datasets, the prefix of its file names
+
+
+def source_subsets(nme: np.ndarray, names: list[str], threshold: float = 0.10) -> dict[str, dict]:
+    """``summarise`` per 300-W source dataset, read from file names such as ``helen_123.jpg``: the HELEN, LFPW,
+    AFW and iBUG faces differ a lot in difficulty, so a mixed set's mean hides which one a model struggles on.
+    Faces without such a prefix are left out; no prefixed names, no subsets."""
+    nme = _check_nme(nme)
+    if len(names) != nme.size:
+        raise ValueError(f"{len(names)} names for {nme.size} faces")
+    sources = np.array([name.split("_", 1)[0].lower() for name in names])
+    return {
+        source: summarise(nme[sources == source], threshold) for source in W300_SOURCES if (sources == source).any()
+    }
+
+
 def attribute_subsets(nme: np.ndarray, attributes: np.ndarray, threshold: float = 0.10) -> dict[str, dict]:
     """``summarise`` of each WFLW attribute subset (the faces whose flag is 1); empty subsets are left out."""
     nme = _check_nme(nme)
