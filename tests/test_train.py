@@ -220,6 +220,35 @@ def test_box_source_detector_crops_training_faces_around_detections(
     assert f"train: the haar detector missed {n} of {n} faces (landmark box used)" in caplog.text
 
 
+def test_training_faces_are_detected_without_opencvs_thread_pool(
+    synthetic_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # OpenCV's thread pool does not survive fork(): once the Haar detector had run with it in the trainer,
+    # the DataLoader workers forked afterwards could hang in their first OpenCV call (a race: it stopped a
+    # real 300-W run before its first epoch). Detection must run with the pool off and restore the setting.
+    import cv2
+
+    from landmark.detect import HaarDetector
+    from landmark.train import trainer
+
+    threads_seen = []
+
+    class CountingDetector(HaarDetector):
+        def detect(self, image):
+            threads_seen.append(cv2.getNumThreads())
+            return np.zeros((0, 5), np.float32)
+
+    monkeypatch.setattr(trainer, "build_detector", lambda *args, **kw: CountingDetector())
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(2)  # as on a 2-core machine
+    try:
+        trainer.build_datasets(tiny_config(synthetic_root, "data.box_source=detector"))
+        assert cv2.getNumThreads() == 2
+    finally:
+        cv2.setNumThreads(before)
+    assert threads_seen and set(threads_seen) == {1}  # OpenCV reports 1 thread when told 0: sequential
+
+
 def test_cosine_schedule_with_warmup() -> None:
     schedule = {"name": "cosine", "warmup_epochs": 1, "min_lr": 0.0}
     factors = [lr_factor(step, 10, schedule, epochs=5, base_lr=1.0) for step in range(50)]

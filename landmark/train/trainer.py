@@ -24,6 +24,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 import torch.distributed as dist
@@ -245,7 +246,14 @@ def detected_records(records: list[FaceRecord], data: dict, split: str) -> list[
     detector`` runs it); a face it misses keeps its landmark box."""
     detector = build_detector(data["detector"], data["detector_model"], photos=True)
     progress = partial(tqdm, desc=f"detecting {split} faces", leave=False, disable=len(records) < 50)
-    records, fallbacks = boxes_from_detector(records, detector, progress=progress)
+    # OpenCV's thread pool does not survive fork(): had the detector started it in this process, DataLoader
+    # workers forked later could hang in their first OpenCV call. Detect without it, then restore the setting.
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(0)
+    try:
+        records, fallbacks = boxes_from_detector(records, detector, progress=progress)
+    finally:
+        cv2.setNumThreads(threads)
     logger.info(
         "%s: the %s detector missed %d of %d faces (landmark box used)",
         split,
