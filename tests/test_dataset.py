@@ -72,6 +72,14 @@ def test_box_source_and_errors(tmp_path):
     tight = LandmarkDataset(records, IBUG_68)[0]["landmarks"]
     assert np.ptp(wide.numpy(), axis=0).max() < np.ptp(tight.numpy(), axis=0).max()
 
+    # landmark_box_share: that fraction of draws crops around the landmark box instead of the record's box
+    mixed = LandmarkDataset(records * 200, IBUG_68, box_source="box", landmark_box_share=0.25, seed=3)
+    spans = np.array([np.ptp(mixed[i]["landmarks"].numpy(), axis=0).max() for i in range(200)])
+    tight_span = np.ptp(tight.numpy(), axis=0).max()
+    assert 0.15 < np.isclose(spans, tight_span, atol=1e-4).mean() < 0.35
+    with pytest.raises(ConfigError, match=r"landmark_box_share must be in \[0, 1\], got -0.1"):
+        LandmarkDataset(records, IBUG_68, box_source="box", landmark_box_share=-0.1)
+
 
 def test_unreadable_image_names_the_path(tmp_path):
     records = synthetic_records(tmp_path, 1)

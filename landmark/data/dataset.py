@@ -43,7 +43,10 @@ class LandmarkDataset(Dataset):
     ``box_source="points"`` crops around the landmark box (training, and evaluation protocols that use the
     ground truth); ``"box"`` uses the annotated face box (WFLW's detector-like rectangles). ``augment`` is a
     dict as in ``configs/augment/*.yaml`` (None: no augmentation); ``box_jitter`` adds detector-like box
-    noise. Random streams restart from ``seed`` and, in DataLoader workers, from torch's per-worker seed.
+    noise. With ``box_source="box"``, ``landmark_box_share`` of the samples (drawn at random each time) are
+    cropped around the landmark box instead: a tracker re-crops from the last frame's landmarks, so a model
+    trained on detector boxes should also see those. Random streams restart from ``seed`` and, in DataLoader
+    workers, from torch's per-worker seed.
     """
 
     def __init__(
@@ -56,9 +59,12 @@ class LandmarkDataset(Dataset):
         box_source: str = "points",
         box_jitter: float = 0.0,
         seed: int = 0,
+        landmark_box_share: float = 0.0,
     ):
         if box_source not in ("points", "box"):
             raise ConfigError(f"box_source must be 'points' or 'box', got {box_source!r}")
+        if not 0.0 <= landmark_box_share <= 1.0:
+            raise ConfigError(f"landmark_box_share must be in [0, 1], got {landmark_box_share}")
         for record in records:
             if len(record.points) != scheme.num_points:
                 raise DataError(
@@ -71,6 +77,7 @@ class LandmarkDataset(Dataset):
         self.input_size = input_size
         self.crop_scale = crop_scale
         self.box_source = box_source
+        self.landmark_box_share = landmark_box_share
         self.augmenter = Augmenter(augment, scheme, box_jitter, seed)
         self._worker_seed: int | None = None
 
@@ -91,7 +98,10 @@ class LandmarkDataset(Dataset):
         self._seed_worker()
         record = self.records[index]
         image = load_image(record.image_path)
-        box = record.box if self.box_source == "box" else face_box_from_points(record.points)
+        use_box = self.box_source == "box"
+        if use_box and self.landmark_box_share > 0:  # no draw otherwise: other configs keep their random streams
+            use_box = self.augmenter.rng.random() >= self.landmark_box_share
+        box = record.box if use_box else face_box_from_points(record.points)
         crop, landmarks = self.augmenter(image, record.points, box, self.input_size, self.crop_scale)
         size = self.input_size
         angles = head_pose(landmarks * size - 0.5, self.scheme, (size, size))

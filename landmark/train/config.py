@@ -42,6 +42,7 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
         "box_source": ((str,), "points"),
         "detector": ((str,), "haar"),
         "detector_model": ((str, type(None)), None),
+        "landmark_box_share": (NUMBER, 0.0),
         "box_jitter": (NUMBER, 0.0),
         "workers": ((int,), 2),
     },
@@ -176,6 +177,14 @@ def _check_ranges(cfg: dict, where: str) -> None:
             raise ConfigError(f"{where}: {section}.{key}: expected a positive number, got {cfg[section][key]}")
     if cfg["data"]["workers"] < 0:
         raise ConfigError(f"{where}: data.workers: expected 0 or more, got {cfg['data']['workers']}")
+    share = cfg["data"]["landmark_box_share"]
+    if not 0.0 <= share <= 1.0:
+        raise ConfigError(f"{where}: data.landmark_box_share: expected a fraction in [0, 1], got {share}")
+    if share > 0 and cfg["data"]["box_source"] == "points":
+        raise ConfigError(
+            f"{where}: data.landmark_box_share: needs data.box_source box or detector (crops "
+            "are already around the landmark box)"
+        )
     ema = cfg["train"]["ema"]
     if ema is not None and not 0.0 < ema < 1.0:
         raise ConfigError(f"{where}: train.ema: expected a decay in (0, 1) such as 0.999, or null, got {ema}")

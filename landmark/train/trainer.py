@@ -281,6 +281,7 @@ def build_datasets(cfg: dict) -> tuple[LandmarkDataset, LandmarkDataset]:
         augment=cfg["augment"],
         box_jitter=data["box_jitter"],
         seed=cfg["train"]["seed"],
+        landmark_box_share=data["landmark_box_share"],
         **common,
     )
     val_set = LandmarkDataset(records["val"], augment=None, **common)
