@@ -214,12 +214,23 @@ def test_box_source_detector_crops_training_faces_around_detections(
     cfg = tiny_config(synthetic_root, "data.box_source=detector")
     with caplog.at_level("INFO", logger="landmark.train.trainer"):
         train_set, val_set = trainer.build_datasets(cfg)
-    assert built == [(("haar", None), {"photos": True})] * 2  # the photo detector, as landmark eval --box detector
+    assert built == [(("haar", None), {"fallback": False, "photos": True})] * 2  # the photo detector, as landmark eval --box detector
     assert train_set.box_source == val_set.box_source == "box"
     for record in train_set.records[:5] + val_set.records[:5]:  # WFLW's own boxes were replaced
         np.testing.assert_allclose(record.box, face_box_from_points(record.points))
     n = len(train_set)
     assert f"train: the haar detector missed {n} of {n} faces (landmark box used)" in caplog.text
+
+
+def test_box_source_detector_refuses_a_missing_detector_model(synthetic_root: Path, tmp_path: Path) -> None:
+    from landmark.train.trainer import build_datasets
+
+    missing = tmp_path / "face_detector.tflite"
+    cfg = tiny_config(
+        synthetic_root, "data.box_source=detector", "data.detector=mediapipe", f"data.detector_model={missing}"
+    )
+    with pytest.raises(LandmarkError, match="face_detector.tflite"):
+        build_datasets(cfg)  # rather than training on the Haar detector's boxes instead
 
 
 def test_training_faces_are_detected_without_opencvs_thread_pool(

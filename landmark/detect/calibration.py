@@ -15,11 +15,17 @@ after changing a detector's settings, and paste the printed constants into the d
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
+
+if TYPE_CHECKING:
+    from landmark.data.readers import FaceRecord
+    from landmark.detect import Detector
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +68,9 @@ def best_overlap(boxes: list[np.ndarray], truth: np.ndarray, min_iou: float) -> 
     return best, ious[best]
 
 
-def boxes_from_detector(records: list, detector, min_iou: float = 0.3, progress=None) -> tuple[list, int]:
+def boxes_from_detector(
+    records: list[FaceRecord], detector: Detector, min_iou: float = 0.3, progress: Callable | None = None
+) -> tuple[list[FaceRecord], int]:
     """Give each ``FaceRecord`` the face box a detector finds for it, as deployed: the detection that best
     overlaps the annotated face (at least ``min_iou``), mapped to a landmark-box estimate by the detector's
     calibration. A face the detector misses keeps its landmark box. ``progress`` wraps the record list (e.g.

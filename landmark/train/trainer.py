@@ -243,8 +243,10 @@ def build_optimizer(params: list[nn.Parameter], optim: dict) -> torch.optim.Opti
 def detected_records(records: list[FaceRecord], data: dict, split: str) -> list[FaceRecord]:
     """``box_source: detector``: crop every face around the box the deployed detector finds for it, so the
     model learns that detector's real box errors (the photo Haar detector, as ``landmark eval --box
-    detector`` runs it); a face it misses keeps its landmark box."""
-    detector = build_detector(data["detector"], data["detector_model"], photos=True)
+    detector`` runs it); a face it misses keeps its landmark box. The validation faces get the same, so the
+    validation NME is the deployed one. A MediaPipe/YuNet model file that is missing stops the run rather than
+    training on another detector's boxes."""
+    detector = build_detector(data["detector"], data["detector_model"], fallback=False, photos=True)
     progress = partial(tqdm, desc=f"detecting {split} faces", leave=False, disable=len(records) < 50)
     # OpenCV's thread pool does not survive fork(): had the detector started it in this process, DataLoader
     # workers forked later could hang in their first OpenCV call. Detect without it, then restore the setting.
