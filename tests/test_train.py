@@ -214,7 +214,8 @@ def test_box_source_detector_crops_training_faces_around_detections(
     cfg = tiny_config(synthetic_root, "data.box_source=detector")
     with caplog.at_level("INFO", logger="landmark.train.trainer"):
         train_set, val_set = trainer.build_datasets(cfg)
-    assert built == [(("haar", None), {"fallback": False, "photos": True})] * 2  # the photo detector, as landmark eval --box detector
+    # the photo detector, as landmark eval --box detector runs it, and no silent fallback to another one
+    assert built == [(("haar", None), {"fallback": False, "photos": True})] * 2
     assert train_set.box_source == val_set.box_source == "box"
     for record in train_set.records[:5] + val_set.records[:5]:  # WFLW's own boxes were replaced
         np.testing.assert_allclose(record.box, face_box_from_points(record.points))
