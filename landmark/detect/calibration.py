@@ -74,22 +74,31 @@ def boxes_from_detector(
     """Give each ``FaceRecord`` the face box a detector finds for it, as deployed: the detection that best
     overlaps the annotated face (at least ``min_iou``), mapped to a landmark-box estimate by the detector's
     calibration. A face the detector misses keeps its landmark box. ``progress`` wraps the record list (e.g.
-    ``tqdm``). Returns (records with ``box`` set, number that fell back to the landmark box)."""
+    ``tqdm``). Returns (records with ``box`` set, number that fell back to the landmark box).
+
+    OpenCV's thread pool does not survive fork(): had the detector started it here, DataLoader workers forked
+    later (the trainer's) could hang in their first OpenCV call. So detection runs without the pool, and the
+    thread setting is restored afterwards."""
     from dataclasses import replace
 
     from landmark.data.crop import face_box_from_points
     from landmark.data.dataset import load_image
 
     out, fallbacks = [], 0
-    for record in progress(records) if progress else records:
-        truth = face_box_from_points(record.points)
-        estimates = [detector.to_landmark_box(d[:4]) for d in detector.detect(load_image(record.image_path))]
-        match = best_overlap(estimates, truth, min_iou)
-        if match is None:
-            box, fallbacks = truth, fallbacks + 1
-        else:
-            box = estimates[match[0]]
-        out.append(replace(record, box=np.asarray(box, dtype=np.float32)))
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(0)
+    try:
+        for record in progress(records) if progress else records:
+            truth = face_box_from_points(record.points)
+            estimates = [detector.to_landmark_box(d[:4]) for d in detector.detect(load_image(record.image_path))]
+            match = best_overlap(estimates, truth, min_iou)
+            if match is None:
+                box, fallbacks = truth, fallbacks + 1
+            else:
+                box = estimates[match[0]]
+            out.append(replace(record, box=np.asarray(box, dtype=np.float32)))
+    finally:
+        cv2.setNumThreads(threads)
     return out, fallbacks
 
 

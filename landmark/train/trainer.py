@@ -24,7 +24,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 import torch.distributed as dist
@@ -248,14 +247,7 @@ def detected_records(records: list[FaceRecord], data: dict, split: str) -> list[
     training on another detector's boxes."""
     detector = build_detector(data["detector"], data["detector_model"], fallback=False, photos=True)
     progress = partial(tqdm, desc=f"detecting {split} faces", leave=False, disable=len(records) < 50)
-    # OpenCV's thread pool does not survive fork(): had the detector started it in this process, DataLoader
-    # workers forked later could hang in their first OpenCV call. Detect without it, then restore the setting.
-    threads = cv2.getNumThreads()
-    cv2.setNumThreads(0)
-    try:
-        records, fallbacks = boxes_from_detector(records, detector, progress=progress)
-    finally:
-        cv2.setNumThreads(threads)
+    records, fallbacks = boxes_from_detector(records, detector, progress=progress)
     logger.info(
         "%s: the %s detector missed %d of %d faces (landmark box used)",
         split,
