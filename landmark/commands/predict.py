@@ -42,6 +42,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--json", metavar="FILE", help="results as JSON, '-' for stdout (default: OUT/predictions.json)"
     )
     parser.add_argument("--threads", type=int, help="inference threads (default: the runtime's choice)")
+    parser.add_argument(
+        "--flip-test",
+        action="store_true",
+        help="average with the prediction on the mirrored face: more accurate, twice the model time",
+    )
     parser.set_defaults(run=run)
 
 
@@ -145,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
 
     paths = image_paths(args.inputs)
     model_path = args.model or default_model_path()
-    predictor = LandmarkPredictor.from_path(model_path, threads=args.threads)
+    predictor = LandmarkPredictor.from_path(model_path, threads=args.threads, flip_test=args.flip_test)
     detector = build_detector(args.detector, args.detector_model, photos=True)
     args.out.mkdir(parents=True, exist_ok=True)
     results, skipped = predict_images(paths, predictor, detector, args.out, progress=len(paths) > PROGRESS_MIN_IMAGES)

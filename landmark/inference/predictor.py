@@ -22,7 +22,7 @@ import numpy as np
 
 from landmark.data.crop import crop_image, crop_matrix, images_to_batch, points_from_crop
 from landmark.data.pose import head_pose
-from landmark.data.schemes import Scheme, scheme_for
+from landmark.data.schemes import Scheme, flip_points, scheme_for
 from landmark.errors import LandmarkError
 from landmark.inference.export import DEFAULT_CROP_SCALE, INPUT_NAME, OUTPUT_NAME, parse_metadata
 
@@ -138,7 +138,13 @@ class LandmarkPredictor:
     """Landmarks for face boxes in BGR images, with one model call per frame."""
 
     def __init__(
-        self, backend: Backend, scheme: Scheme, input_size: int, crop_scale: float = DEFAULT_CROP_SCALE, name: str = ""
+        self,
+        backend: Backend,
+        scheme: Scheme,
+        input_size: int,
+        crop_scale: float = DEFAULT_CROP_SCALE,
+        name: str = "",
+        flip_test: bool = False,
     ) -> None:
         self.backend = backend
         self.scheme = scheme
@@ -146,6 +152,9 @@ class LandmarkPredictor:
         self.input_size = input_size
         self.crop_scale = crop_scale
         self.name = name
+        # Averaging with the prediction on the mirrored crop cuts the error by about a twentieth (the default
+        # model: 4.13% -> 3.92% NME with Haar boxes) for twice the model time: worth it for still images.
+        self.flip_test = flip_test
 
     @classmethod
     def from_path(
@@ -154,11 +163,14 @@ class LandmarkPredictor:
         backend: str = "auto",
         threads: int | None = None,
         expect_points: int | None = None,
+        flip_test: bool = False,
     ) -> LandmarkPredictor:
         """A predictor for a ``.pt`` checkpoint or an exported ``.onnx`` file.
 
         ``backend="auto"`` runs ``.onnx`` files with ONNX Runtime and checkpoints with PyTorch;
         ``"onnx"`` on a checkpoint exports it in memory first (same graph as ``landmark export``).
+        ``flip_test`` averages every prediction with the one on the mirrored crop (as ``landmark eval
+        --flip-test`` does).
         """
         path = Path(path)
         if backend not in BACKENDS:
@@ -174,6 +186,7 @@ class LandmarkPredictor:
                 f"{path}: model predicts {predictor.num_points} points ({predictor.scheme.name}) "
                 f"but {expect_points} were expected"
             )
+        predictor.flip_test = flip_test
         return predictor
 
     @classmethod
@@ -209,6 +222,13 @@ class LandmarkPredictor:
         if len(batch) == 0:
             return np.zeros((0, self.num_points, 2), dtype=np.float32)
         batch = np.ascontiguousarray(batch, dtype=np.float32)  # no copy when it already is
+        landmarks = self._call(batch)
+        if self.flip_test:
+            mirrored = self._call(np.ascontiguousarray(batch[..., ::-1]))
+            landmarks = (landmarks + flip_points(mirrored, self.scheme)) / 2
+        return landmarks
+
+    def _call(self, batch: np.ndarray) -> np.ndarray:
         return np.asarray(self.backend(batch), dtype=np.float32).reshape(len(batch), self.num_points, 2)
 
     def crop_matrices(self, boxes: np.ndarray) -> np.ndarray:
