@@ -166,14 +166,17 @@ def test_window_keys_screenshot_pause_and_quit(tmp_path: Path):
 def test_the_demo_command_says_once_that_it_runs_headless(driver_video, tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
-    monkeypatch.setattr(LandmarkPredictor, "from_path", classmethod(lambda cls, *a, **k: fake_predictor()))
+    options = {}
+    monkeypatch.setattr(
+        LandmarkPredictor, "from_path", classmethod(lambda cls, *a, **k: options.update(k) or fake_predictor())
+    )
     model = tmp_path / "model.onnx"
     model.write_bytes(b"stands in for a model; from_path is faked")
     video, log = tmp_path / "demo.mp4", tmp_path / "demo.jsonl"
-    args = ["demo", "--source", str(driver_video), "--model", str(model), "--max-frames", "12"]
+    args = ["demo", "--source", str(driver_video), "--model", str(model), "--max-frames", "12", "--flip-test"]
     code = cli.main([*args, "--output", str(video), "--log", str(log), "--redetect-every", "4"])
     err = capsys.readouterr().err
-    assert code == 0
+    assert code == 0 and options["flip_test"] is True
     assert err.count("running headless") == 1 and "no display available" in err and str(video) in err
     assert len(read_log(log)) == 12 and frame_count(video) == 12
 

@@ -28,6 +28,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", type=Path, help="checkpoint (.pt) or ONNX model (default: landmark/weights)")
     parser.add_argument("--backend", choices=("auto", "onnx", "torch"), default="auto", help="inference backend")
     parser.add_argument("--threads", type=int, help="inference threads (default: the runtime's choice)")
+    parser.add_argument(
+        "--flip-test", action="store_true", help="average each face with its mirror's prediction (2x model time)"
+    )
     parser.add_argument("--detector", choices=DETECTORS, default="haar", help="face detector (default: haar)")
     parser.add_argument("--detector-model", type=Path, help="model file for the mediapipe or yunet detector")
     parser.add_argument("--output", type=Path, help="write the annotated video here (MP4)")
@@ -53,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     source_kind(args.source)  # a mistyped path fails here, before the model loads or any output is announced
     model = check_model_path(args.model)
     dms_config = load_dms_config(args.dms_config)
-    predictor = LandmarkPredictor.from_path(model, backend=args.backend, threads=args.threads)
+    predictor = LandmarkPredictor.from_path(model, backend=args.backend, threads=args.threads, flip_test=args.flip_test)
     detector = build_detector(args.detector, args.detector_model)
     tracker_config = TrackerConfig(
         redetect_every=args.redetect_every, smooth=not args.no_smooth, min_cutoff=args.min_cutoff, beta=args.beta
