@@ -153,7 +153,7 @@ class LandmarkPredictor:
         self.crop_scale = crop_scale
         self.name = name
         # Averaging with the prediction on the mirrored crop cuts the error by about a twentieth (the default
-        # model: 4.13% -> 3.92% NME with Haar boxes) for twice the model time: worth it for still images.
+        # model: 4.09% -> 3.89% NME with Haar boxes) for twice the model time: worth it for still images.
         self.flip_test = flip_test
 
     @classmethod
