@@ -6,8 +6,9 @@ model's crop scale, ``crop_image``, ``images_to_batch``; then maps the network's
 coordinates back with ``points_from_crop``. There is no second implementation of the crop.
 
 All faces of a frame go through the network as ONE batch, so the per-frame cost is one model call plus a
-warp per face. A backend is any callable ``(N, 3, S, S) float32 -> (N, K, 2) float32``, which keeps the
-predictor testable with a fake model whose output is known.
+warp per face (two calls with ``flip_test``, the second on the mirrored crops). A backend is any callable
+``(N, 3, S, S) float32 -> (N, K, 2) float32``, which keeps the predictor testable with a fake model whose
+output is known.
 """
 
 from __future__ import annotations
@@ -135,7 +136,7 @@ def check_boxes(boxes: object) -> np.ndarray:
 
 
 class LandmarkPredictor:
-    """Landmarks for face boxes in BGR images, with one model call per frame."""
+    """Landmarks for face boxes in BGR images, with one model call per frame (two with ``flip_test``)."""
 
     def __init__(
         self,
