@@ -153,8 +153,8 @@ class LandmarkPredictor:
         self.input_size = input_size
         self.crop_scale = crop_scale
         self.name = name
-        # Averaging with the prediction on the mirrored crop cuts the error by about a twentieth (the default
-        # model: 4.09% -> 3.89% NME with Haar boxes) for twice the model time: worth it for still images.
+        # Off by default: averaging with the mirrored crop costs a second model call for a few percent less
+        # error (README: "The default model"), worth it for still images more than for video.
         self.flip_test = flip_test
 
     @classmethod
@@ -179,29 +179,28 @@ class LandmarkPredictor:
         if path.suffix.lower() == ".onnx":
             if backend == "torch":
                 raise LandmarkError(f"{path}: an ONNX file runs with backend 'onnx' (or 'auto'), not 'torch'")
-            predictor = cls._from_onnx(path, threads)
+            predictor = cls._from_onnx(path, threads, flip_test)
         else:
-            predictor = cls._from_checkpoint(path, backend, threads)
+            predictor = cls._from_checkpoint(path, backend, threads, flip_test)
         if expect_points is not None and predictor.num_points != expect_points:
             raise LandmarkError(
                 f"{path}: model predicts {predictor.num_points} points ({predictor.scheme.name}) "
                 f"but {expect_points} were expected"
             )
-        predictor.flip_test = flip_test
         return predictor
 
     @classmethod
-    def _from_onnx(cls, path: Path, threads: int | None) -> LandmarkPredictor:
+    def _from_onnx(cls, path: Path, threads: int | None, flip_test: bool) -> LandmarkPredictor:
         session = onnx_session(path, threads)
         meta = parse_metadata(session.get_modelmeta().custom_metadata_map, str(path))
         try:
             scheme = scheme_for(meta["scheme"])
         except ValueError as err:
             raise LandmarkError(f"{path}: {err}") from None
-        return cls(onnx_backend(session), scheme, meta["input_size"], meta["crop_scale"], str(path))
+        return cls(onnx_backend(session), scheme, meta["input_size"], meta["crop_scale"], str(path), flip_test)
 
     @classmethod
-    def _from_checkpoint(cls, path: Path, backend: str, threads: int | None) -> LandmarkPredictor:
+    def _from_checkpoint(cls, path: Path, backend: str, threads: int | None, flip_test: bool) -> LandmarkPredictor:
         from landmark.checkpoint import load_model
         from landmark.inference.export import crop_scale_of, to_onnx
 
@@ -211,7 +210,7 @@ class LandmarkPredictor:
             run = onnx_backend(onnx_session(proto.SerializeToString(), threads, source=str(path)))
         else:
             run = torch_backend(model, threads)
-        return cls(run, scheme, model.input_size, crop_scale_of(state), str(path))
+        return cls(run, scheme, model.input_size, crop_scale_of(state), str(path), flip_test)
 
     # --- the three entry points ------------------------------------------------------------------------
 
