@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
+
+from tqdm import tqdm
 
 from landmark.commands.output import write_json
 from landmark.config import shared_data_dir
+from landmark.detect import DETECTORS
 from landmark.errors import LandmarkError
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("calibrate-detector", help="fit a detector's box -> landmark-box calibration")
-    parser.add_argument("--detector", choices=["haar", "mediapipe", "yunet"], default="haar")
+    parser.add_argument("--detector", choices=DETECTORS, default="haar")
     parser.add_argument("--detector-model", help="model file for the mediapipe / yunet detectors")
     parser.add_argument(
         "--photos", action="store_true", help="calibrate the Haar detector for still photos (predict, eval)"
@@ -30,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     folder = args.data or shared_data_dir() / "faces300w" / "train"
     detector = build_detector(args.detector, args.detector_model, fallback=False, photos=args.photos)
     try:
-        result = fit_box_calibration(detector, folder)
+        result = fit_box_calibration(detector, folder, progress=partial(tqdm, desc="detecting faces", leave=False))
     except ValueError as err:  # the detector matched no face
         raise LandmarkError(str(err)) from None
     result["calibration"] = asdict(result["calibration"])

@@ -21,11 +21,10 @@ import cv2
 import numpy as np
 
 from landmark.checkpoint import default_model_path
-from landmark.detect import build_detector
+from landmark.detect import DETECTORS, build_detector
 from landmark.errors import LandmarkError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".webp", ".tif", ".tiff"}
-DETECTORS = ("haar", "mediapipe", "yunet")
 PROGRESS_MIN_IMAGES = 5  # a bar for folders; a handful of files just prints the summary
 
 
