@@ -132,8 +132,8 @@ def test_a_missing_detector_model_falls_back_to_haar_with_a_clear_warning(name, 
 
 
 def test_an_unknown_detector_name_is_one_clear_error():
-    with pytest.raises(LandmarkError, match="unknown face detector 'dlib'"):
-        build_detector("dlib")
+    with pytest.raises(LandmarkError, match="unknown face detector 'retinaface'"):
+        build_detector("retinaface")
 
 
 def test_calibrate_detector_command_writes_json(shared_data: Path, tmp_path: Path, capsys) -> None:

@@ -179,7 +179,7 @@ def write_config(tmp_path: Path, change: dict) -> Path:
         ({"loss.name": "hinge"}, r"train\.yaml: loss\.name"),
         ({"data.format": "coco"}, r"data\.format: expected one of wflw, 300w, csv, json"),
         ({"data.box_source": "haar"}, r"data\.box_source: expected one of points, box, detector, got 'haar'"),
-        ({"data.detector": "hog"}, r"data\.detector: expected one of haar, mediapipe, yunet, got 'hog'"),
+        ({"data.detector": "hog"}, r"data\.detector: expected one of haar, mediapipe, yunet, dlib, got 'hog'"),
         ({"data.landmark_box_share": 1.5}, r"data\.landmark_box_share: expected a fraction in \[0, 1\], got 1\.5"),
         ({"data.landmark_box_share": 0.5, "data.box_source": "points"}, r"landmark_box_share: needs data\.box_source"),
     ],

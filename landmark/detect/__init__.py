@@ -1,4 +1,4 @@
-"""Face detectors for the demo: OpenCV Haar (bundled, the default), MediaPipe BlazeFace and OpenCV YuNet.
+"""Face detectors: OpenCV Haar (bundled, the default), MediaPipe BlazeFace, OpenCV YuNet and dlib's HOG.
 
 Every detector has the same two methods:
 
@@ -7,7 +7,8 @@ Every detector has the same two methods:
   landmark model crops around (see ``calibration.py``).
 
 MediaPipe and YuNet need a model file the user downloads; when it is missing, ``build_detector`` logs a
-warning saying where to get it and falls back to Haar so the demo still runs.
+warning saying where to get it and falls back to Haar so the demo still runs; so does ``dlib`` when the optional
+dlib package is not installed.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Protocol
 import numpy as np
 
 from landmark.detect.calibration import BoxCalibration
+from landmark.detect.dlib_hog import DlibHogDetector
 from landmark.detect.haar import HaarDetector, HaarPhotoDetector
 from landmark.detect.mediapipe_detector import MediaPipeDetector
 from landmark.detect.yunet import YuNetDetector
@@ -26,7 +28,7 @@ from landmark.errors import LandmarkError
 
 logger = logging.getLogger(__name__)
 
-DETECTORS = ("haar", "mediapipe", "yunet")
+DETECTORS = ("haar", "mediapipe", "yunet", "dlib")
 
 
 class Detector(Protocol):
@@ -52,6 +54,8 @@ def build_detector(
     if name not in DETECTORS:
         raise LandmarkError(f"unknown face detector {name!r}; expected one of {', '.join(DETECTORS)}")
     try:
+        if name == "dlib":
+            return DlibHogDetector()
         return MediaPipeDetector(model_path) if name == "mediapipe" else YuNetDetector(model_path)
     except LandmarkError as error:
         if not fallback:
@@ -64,6 +68,7 @@ __all__ = [
     "DETECTORS",
     "BoxCalibration",
     "Detector",
+    "DlibHogDetector",
     "HaarDetector",
     "HaarPhotoDetector",
     "MediaPipeDetector",

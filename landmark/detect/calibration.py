@@ -48,6 +48,17 @@ class BoxCalibration:
         half_w, half_h = 0.5 * self.scale_x * width, 0.5 * self.scale_y * height
         return np.array([centre_x - half_w, centre_y - half_h, centre_x + half_w, centre_y + half_h], np.float32)
 
+    def invert(self, landmark_box: np.ndarray) -> np.ndarray:
+        """(4,) float32 detection box whose ``apply`` gives ``landmark_box``: the box a model trained on this
+        detector's boxes (dlib's shape predictor on its HOG boxes) expects for a known landmark box."""
+        x_min, y_min, x_max, y_max = (float(v) for v in np.asarray(landmark_box)[:4])
+        width, height = (x_max - x_min) / self.scale_x, (y_max - y_min) / self.scale_y
+        centre_x = 0.5 * (x_min + x_max) - self.shift_x * width
+        centre_y = 0.5 * (y_min + y_max) - self.shift_y * height
+        return np.array(
+            [centre_x - width / 2, centre_y - height / 2, centre_x + width / 2, centre_y + height / 2], np.float32
+        )
+
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> float:
     """Intersection over union of two (x_min, y_min, x_max, y_max[, ...]) boxes."""
@@ -102,8 +113,11 @@ def boxes_from_detector(
     return out, fallbacks
 
 
-def fit_box_calibration(detector, folder: Path, limit: int | None = None, min_iou: float = 0.3) -> dict:
-    """Measure a detector's ``BoxCalibration`` on a folder of 300-W ``.pts`` + image pairs.
+def fit_box_calibration(
+    detector, folder: Path, limit: int | None = None, min_iou: float = 0.3, progress: Callable | None = None
+) -> dict:
+    """Measure a detector's ``BoxCalibration`` on a folder of 300-W ``.pts`` + image pairs (``progress``
+    wraps the list of faces, e.g. ``tqdm``).
 
     Each face's detection is the one with the best IoU to its landmark box (at least ``min_iou``, so a
     neighbour's face in the crop is not matched). Returns the calibration, the detection rate and the spread
@@ -115,7 +129,7 @@ def fit_box_calibration(detector, folder: Path, limit: int | None = None, min_io
     # ``detect`` returns the raw detector boxes; the calibration is applied only by ``to_landmark_box``.
     records = read_300w(Path(folder))[:limit]
     ratios, ious_raw, ious_mapped = [], [], []
-    for record in records:
+    for record in progress(records) if progress else records:
         image = cv2.imread(str(record.image_path))
         if image is None:
             continue
