@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 
@@ -162,3 +163,49 @@ def format_table(results: dict[str, Any] | list[dict[str, Any]]) -> str:
                 f"{throughput:>9.0f} {'-' if size is None else f'{size:.0f}':>8}"
             )
     return "\n".join(lines)
+
+
+def benchmark_against_dlib(
+    onnx_path: str | Path,
+    dlib_model: str | Path | None = None,
+    face: tuple[np.ndarray, np.ndarray] | None = None,
+    rounds: int = 5,
+    runs: int = 1000,
+    warmup: int = 100,
+) -> dict[str, Any]:
+    """Per-face latency of an ONNX landmark model (ONNX Runtime, 1 thread) and of dlib's shape predictor,
+    in alternating rounds, so both see the same machine state: this machine's speed drifts by 10-20% from
+    day to day, so a ratio measured in one run is the fair comparison, not figures from different days.
+
+    ``face`` is (BGR image, landmark box) for dlib (a 320 px noise image otherwise; a regression tree's cost
+    does not depend on the pixels); our model gets a 112x112 crop. Returns each round's p50s and their
+    medians, and ``ratio`` = ours / dlib.
+    """
+    from landmark.inference.dlib_predictor import DlibShapePredictor
+
+    predictor = DlibShapePredictor(dlib_model)
+    rng = np.random.default_rng(0)
+    if face is None:
+        face = (rng.integers(0, 256, (320, 320, 3), dtype=np.uint8), np.array([80, 80, 240, 240], np.float32))
+    # Each side is timed as the model call alone: our session on a ready crop, dlib's predictor on a ready
+    # RGB image and rectangle (cropping, colour conversion and reading out the points are left out of both).
+    rgb, rect = cv2.cvtColor(face[0], cv2.COLOR_BGR2RGB), predictor.dlib_box(face[1])
+    session = onnx_session(onnx_path, 1)
+    size = session.get_inputs()[0].shape[-1]
+    crop = rng.uniform(-1, 1, (1, 3, size, size)).astype(np.float32)
+    ours = onnx_backend(session)
+    rows = []
+    for _ in range(rounds):
+        ours_ms = time_calls(ours, crop, runs, warmup)
+        dlib_ms = time_calls(lambda _: predictor.shape_predictor(rgb, rect), crop, runs, warmup)
+        rows.append({"ours_p50_ms": float(np.median(ours_ms)), "dlib_p50_ms": float(np.median(dlib_ms))})
+    ours_p50 = float(np.median([row["ours_p50_ms"] for row in rows]))
+    dlib_p50 = float(np.median([row["dlib_p50_ms"] for row in rows]))
+    return {
+        "model": str(onnx_path),
+        "dlib_model": str(predictor.path),
+        "rounds": rows,
+        "ours_p50_ms": ours_p50,
+        "dlib_p50_ms": dlib_p50,
+        "ratio": ours_p50 / dlib_p50,
+    }

@@ -10,6 +10,8 @@ from landmark.commands.output import write_json
 from landmark.config import shared_data_dir
 from landmark.errors import LandmarkError
 
+DLIB_ROUNDS = 5  # alternating rounds of ours and dlib in `--dlib`
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("bench", help="measure data, training, inference and demo speed")
@@ -17,6 +19,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--train", action="store_true", help="training images/s (batch 64) and data-wait share")
     parser.add_argument("--infer", action="store_true", help="per-face latency p50/p90, throughput, sizes")
     parser.add_argument("--demo", action="store_true", help="headless end-to-end demo FPS on a 640x480 video")
+    parser.add_argument(
+        "--dlib",
+        nargs="?",
+        const="",
+        metavar="MODEL.dat",
+        help="time dlib's shape predictor (default: face_recognition_models' 68-point model) beside our model "
+        "(--checkpoint, or the package default) in alternating rounds, and report the ratio",
+    )
     parser.add_argument("--model", type=Path, help="model for --demo (.onnx/.pt; default: the package default)")
     parser.add_argument(
         "--checkpoint", type=Path, help="for --infer: time this .pt checkpoint instead of the standard PFLD bodies"
@@ -113,11 +123,42 @@ def bench_demo(args: argparse.Namespace, workdir: Path) -> dict:
     return {"model": str(model), **summary}
 
 
-SECTIONS = {"data": bench_data, "train": bench_train, "infer": bench_infer, "demo": bench_demo}
+def bench_dlib(args: argparse.Namespace, workdir: Path) -> dict:
+    from landmark.bench.infer import benchmark_against_dlib
+    from landmark.checkpoint import default_model_path
+    from landmark.data.crop import face_box_from_points
+    from landmark.data.dataset import load_image
+    from landmark.data.readers import read_300w
+    from landmark.inference.export import export_checkpoint
+
+    if args.checkpoint is not None:
+        onnx_path = workdir / "model.onnx"
+        export_checkpoint(args.checkpoint, onnx_path)
+    else:
+        onnx_path = default_model_path((".onnx",))
+    face = None
+    faces300w = shared_data_dir() / "faces300w" / "train"
+    if faces300w.is_dir():  # a real face for dlib, though a tree ensemble's time does not depend on it
+        record = read_300w(faces300w)[0]
+        face = (load_image(record.image_path), face_box_from_points(record.points))
+    _say(args, f"timing {onnx_path.name} (ONNX Runtime, 1 thread) and dlib's predictor, {DLIB_ROUNDS} rounds each")
+    result = benchmark_against_dlib(onnx_path, args.dlib or None, face=face, rounds=DLIB_ROUNDS, runs=args.runs)
+    for i, row in enumerate(result["rounds"], 1):
+        _say(args, f"  round {i}: ours {row['ours_p50_ms']:.3f} ms, dlib {row['dlib_p50_ms']:.3f} ms (p50)")
+    _say(
+        args,
+        f"per face, median of the rounds: ours {result['ours_p50_ms']:.3f} ms, dlib {result['dlib_p50_ms']:.3f} ms, "
+        f"ours / dlib = {result['ratio']:.2f}",
+    )
+    return result
+
+
+SECTIONS = {"data": bench_data, "train": bench_train, "infer": bench_infer, "demo": bench_demo, "dlib": bench_dlib}
 
 
 def run(args: argparse.Namespace) -> int:
-    sections = [name for name in SECTIONS if getattr(args, name)] or list(SECTIONS)
+    sections = [name for name in SECTIONS if getattr(args, name) not in (None, False)]
+    sections = sections or [name for name in SECTIONS if name != "dlib"]  # dlib is optional: only when asked
     results = {}
     with tempfile.TemporaryDirectory() as temp:
         for name in sections:

@@ -14,10 +14,12 @@ from tqdm import tqdm
 
 from landmark.checkpoint import default_model_path, load_model
 from landmark.commands.output import write_atomic, write_json
-from landmark.data.dataset import LandmarkDataset, build_records
+from landmark.data.crop import face_box_from_points
+from landmark.data.dataset import LandmarkDataset, build_records, load_image
 from landmark.detect import build_detector
 from landmark.detect.calibration import boxes_from_detector
 from landmark.errors import LandmarkError
+from landmark.inference.dlib_predictor import DlibShapePredictor
 from landmark.train.evaluate import evaluate_predictions, predict_loader
 from landmark.train.metrics import plot_ced, source_subsets
 
@@ -25,6 +27,14 @@ from landmark.train.metrics import plot_ced, source_subsets
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("eval", help="evaluate NME / FR / AUC on a test split")
     parser.add_argument("--checkpoint", type=Path, help="model checkpoint (.pt); default: the package's default model")
+    parser.add_argument(
+        "--dlib",
+        nargs="?",
+        const="",
+        metavar="MODEL.dat",
+        help="score dlib's shape predictor instead (default: the 68-point model of the face_recognition_models "
+        "package; pip install 'landmark[dlib]'); --box detector --detector dlib gives it its own HOG boxes",
+    )
     parser.add_argument("--data-format", required=True, choices=["wflw", "300w", "csv", "json"])
     parser.add_argument(
         "--data",
@@ -57,8 +67,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    checkpoint = args.checkpoint or default_model_path((".pt",))
-    model, scheme, state = load_model(checkpoint)
+    if args.dlib is not None and args.checkpoint:
+        raise LandmarkError("--dlib and --checkpoint: choose one model to evaluate")
+    if args.dlib is not None:
+        dlib_model = DlibShapePredictor(args.dlib or None)
+        scheme, source = dlib_model.scheme, f"dlib:{dlib_model.path}"
+    else:
+        checkpoint = args.checkpoint or default_model_path((".pt",))
+        model, scheme, state = load_model(checkpoint)
+        source = str(checkpoint)
     data_cfg = {"format": args.data_format, "root": str(args.data), "skip_invalid": args.skip_invalid}
     if args.val_fraction is not None:
         data_cfg.update(val_fraction=args.val_fraction, split_seed=args.split_seed)
@@ -66,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     counts = {len(r.points) for r in records}
     if counts != {scheme.num_points}:
         raise LandmarkError(
-            f"{checkpoint} predicts {scheme.num_points} points ({scheme.name}) but {args.data} has "
+            f"{source} predicts {scheme.num_points} points ({scheme.name}) but {args.data} has "
             f"{'/'.join(map(str, sorted(counts)))}-point annotations: use a model of that scheme"
         )
     fallbacks = 0
@@ -74,21 +91,24 @@ def run(args: argparse.Namespace) -> int:
         detector = build_detector(args.detector, args.detector_model, photos=True)
         progress = partial(tqdm, desc="detecting faces", leave=False)
         records, fallbacks = boxes_from_detector(records, detector, progress=progress)
-    train_cfg = state.get("train_config") or {}
-    crop_scale = train_cfg.get("data", {}).get("crop_scale", 1.25)
-    dataset = LandmarkDataset(
-        records,
-        scheme,
-        model.input_size,
-        crop_scale,
-        augment=None,
-        box_source="box" if args.box == "detector" else "points",
-    )
-    loader = DataLoader(dataset, batch_size=args.batch_size, num_workers=0)
-    with torch.inference_mode():
-        out = predict_loader(
-            model, tqdm(loader, desc="evaluating", leave=False), scheme, torch.device("cpu"), args.flip_test
+    if args.dlib is not None:
+        out = predict_with_dlib(dlib_model, records, args.box == "detector", args.flip_test)
+    else:
+        train_cfg = state.get("train_config") or {}
+        crop_scale = train_cfg.get("data", {}).get("crop_scale", 1.25)
+        dataset = LandmarkDataset(
+            records,
+            scheme,
+            model.input_size,
+            crop_scale,
+            augment=None,
+            box_source="box" if args.box == "detector" else "points",
         )
+        loader = DataLoader(dataset, batch_size=args.batch_size, num_workers=0)
+        with torch.inference_mode():
+            out = predict_loader(
+                model, tqdm(loader, desc="evaluating", leave=False), scheme, torch.device("cpu"), args.flip_test
+            )
     result = evaluate_predictions(out["pred"], out["gt"], out["attributes"], scheme)
     names = [records[i].image_path.name for i in out["index"]]
     result["subsets"].update(source_subsets(np.asarray(result["per_face_nme"]), names))
@@ -97,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
             "fallbacks": fallbacks,
             "box": args.box,
             "flip_test": args.flip_test,
-            "checkpoint": str(checkpoint),
+            "checkpoint": source,
             "data": str(args.data),
             "scheme": scheme.name,
         }
@@ -115,6 +135,21 @@ def run(args: argparse.Namespace) -> int:
         if args.json != "-":
             print(f"report: {args.report / 'report.md'}  (ced.png, results.json)")
     return 0
+
+
+def predict_with_dlib(model: DlibShapePredictor, records: list, use_box: bool, flip_test: bool) -> dict:
+    """``predict_loader``'s output for dlib's shape predictor: points in image pixels (NME does not mind the
+    unit), from each record's detector box (``use_box``) or its landmark box."""
+    pred = []
+    for record in tqdm(records, desc="evaluating dlib", leave=False):
+        box = record.box if use_box else face_box_from_points(record.points)
+        pred.append(model.predict(load_image(record.image_path), box, flip_test))
+    return {
+        "pred": np.stack(pred),
+        "gt": np.stack([record.points for record in records]),
+        "attributes": np.stack([record.attributes for record in records]),
+        "index": np.arange(len(records)),
+    }
 
 
 def format_summary(result: dict) -> str:
