@@ -54,8 +54,8 @@ def build_detector(
     if name not in DETECTORS:
         raise LandmarkError(f"unknown face detector {name!r}; expected one of {', '.join(DETECTORS)}")
     try:
-        if name == "dlib":
-            return DlibHogDetector()
+        if name == "dlib":  # photos: one upsampling reaches 40 px faces; video: a driver's face is large
+            return DlibHogDetector(upsample=1 if photos else 0)
         return MediaPipeDetector(model_path) if name == "mediapipe" else YuNetDetector(model_path)
     except LandmarkError as error:
         if not fallback:

@@ -3,7 +3,8 @@
 dlib is optional (``pip install 'landmark[dlib]'``, or just ``dlib-bin``): it is here so that the incumbent,
 dlib's 68-point shape predictor, can be measured on the same faces and machine as our models (``landmark
 eval --dlib``, ``landmark bench --dlib``), and so that our models can be run on dlib's boxes. Its model is
-compiled into dlib, so nothing needs downloading. About 30 ms for a 320 px photo with one upsampling.
+compiled into dlib, so nothing needs downloading. A 640x480 frame takes about 30 ms, 120 ms with one upsampling
+(what ``build_detector(..., photos=True)`` asks for).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from landmark.errors import LandmarkError
 
 INSTALL_HINT = "pip install 'landmark[dlib]' (dlib-bin, and face_recognition_models for the 68-point model)"
 
-# Measured with ``landmark calibrate-detector --detector dlib`` (upsample 1) on the 1,207 300-W training faces:
+# Measured with ``landmark calibrate-detector --detector dlib --photos`` (upsample 1) on the 1,207 300-W faces:
 # 1,156 detected (95.8%; the Haar photo detector 94.8%), interquartile ranges 0.14 / 0.17 (scales) and
 # 0.11 / 0.06 (x / y shifts); median IoU with the landmark box 0.71 raw, 0.76 mapped. The HOG box is about as
 # large as the landmark box but sits higher: it runs from the forehead to above the chin.
