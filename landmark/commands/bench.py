@@ -29,7 +29,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--model", type=Path, help="model for --demo (.onnx/.pt; default: the package default)")
     parser.add_argument(
-        "--checkpoint", type=Path, help="for --infer: time this .pt checkpoint instead of the standard PFLD bodies"
+        "--checkpoint",
+        type=Path,
+        help="for --infer: time this .pt checkpoint instead of the standard PFLD bodies; "
+        "for --dlib: instead of the default model",
     )
     parser.add_argument("--runs", type=int, default=200, help="timed calls per latency figure (default 200)")
     parser.add_argument("--json", metavar="PATH", help="write all results as JSON ('-' for standard output)")
