@@ -175,7 +175,8 @@ def benchmark_against_dlib(
 ) -> dict[str, Any]:
     """Per-face latency of an ONNX landmark model (ONNX Runtime, 1 thread) and of dlib's shape predictor,
     in alternating rounds, so both see the same machine state: this machine's speed drifts by 10-20% from
-    day to day, so a ratio measured in one run is the fair comparison, not figures from different days.
+    day to day, so only a ratio measured in one run compares them. dlib's time (a 100 MB tree ensemble)
+    also drifts more than ours within an hour, so take the range of a few runs.
 
     ``face`` is (BGR image, landmark box) for dlib (a 320 px noise image otherwise; a regression tree's cost
     does not depend on the pixels); our model gets a 112x112 crop. Returns each round's p50s and their

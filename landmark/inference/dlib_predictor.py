@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -68,7 +69,7 @@ class DlibShapePredictor:
                 "layouts can be scored"
             ) from None
 
-    def dlib_box(self, landmark_box: np.ndarray):
+    def dlib_box(self, landmark_box: np.ndarray) -> Any:
         """The ``dlib.rectangle`` (whole pixels, HOG-style) that dlib's predictor expects for a landmark box."""
         box = np.round(self.calibration.invert(landmark_box)).astype(int)
         return self._rectangle(*(int(v) for v in box))
