@@ -137,7 +137,7 @@ def test_a_bad_dlib_model_file_is_one_clear_error(tmp_path, content, message) ->
 
 def test_without_dlib_installed_the_errors_say_how_to_install_it(monkeypatch, caplog) -> None:
     monkeypatch.setitem(sys.modules, "dlib", None)  # makes ``import dlib`` raise ImportError
-    with pytest.raises(LandmarkError, match=r"dlib is not installed: pip install 'landmark\[dlib\]'"):
+    with pytest.raises(LandmarkError, match=r"dlib is not installed: pip install dlib-bin face_recognition_models"):
         DlibShapePredictor()
     with caplog.at_level(logging.WARNING, logger="landmark.detect"):
         assert isinstance(build_detector("dlib", photos=True), HaarPhotoDetector)

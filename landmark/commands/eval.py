@@ -33,7 +33,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         const="",
         metavar="MODEL.dat",
         help="score dlib's shape predictor instead (default: the 68-point model of the face_recognition_models "
-        "package; pip install 'landmark[dlib]'); --box detector --detector dlib gives it its own HOG boxes",
+        "package; pip install -e '.[dlib]'); --box detector --detector dlib gives it its own HOG boxes",
     )
     parser.add_argument("--data-format", required=True, choices=["wflw", "300w", "csv", "json"])
     parser.add_argument(

@@ -1,6 +1,6 @@
 """dlib's HOG face detector (``dlib.get_frontal_face_detector``): the boxes dlib's landmark predictor expects.
 
-dlib is optional (``pip install 'landmark[dlib]'``, or just ``dlib-bin``): it is here so that the incumbent,
+dlib is optional (``pip install -e '.[dlib]'``, or just ``dlib-bin``): it is here so that the incumbent,
 dlib's 68-point shape predictor, can be measured on the same faces and machine as our models (``landmark
 eval --dlib``, ``landmark bench --dlib``), and so that our models can be run on dlib's boxes. Its model is
 compiled into dlib, so nothing needs downloading. A 640x480 frame takes about 30 ms, 120 ms with one upsampling
@@ -17,7 +17,7 @@ import numpy as np
 from landmark.detect.calibration import BoxCalibration
 from landmark.errors import LandmarkError
 
-INSTALL_HINT = "pip install 'landmark[dlib]' (dlib-bin, and face_recognition_models for the 68-point model)"
+INSTALL_HINT = "pip install dlib-bin face_recognition_models (the 68-point model), or pip install -e '.[dlib]'"
 
 # Measured with ``landmark calibrate-detector --detector dlib --photos`` (upsample 1) on the 1,207 300-W faces:
 # 1,156 detected (95.8%; the Haar photo detector 94.8%), interquartile ranges 0.14 / 0.17 (scales) and

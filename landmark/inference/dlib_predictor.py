@@ -5,7 +5,7 @@ trained on the 300-W training set) is what most face-landmark code uses today. `
 scores it with the same metrics, split and boxes as our models, and ``landmark bench --dlib`` times it beside
 ours in the same run, so the comparison does not depend on figures measured on another machine or day.
 
-It is optional: ``pip install 'landmark[dlib]'`` installs dlib (``dlib-bin``) and the model file
+It is optional: ``pip install -e '.[dlib]'`` installs dlib (``dlib-bin``) and the model file
 (``face_recognition_models``, 100 MB); any other dlib shape predictor ``.dat`` can be given by path.
 The predictor was trained on dlib's HOG detector boxes, so every face box -- ours are estimates of the
 landmark box -- is first mapped back to a HOG-style box with the HOG detector's calibration.
