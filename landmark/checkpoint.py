@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from landmark.data.schemes import Scheme, scheme_for
-from landmark.errors import LandmarkError
+from landmark.errors import LandmarkError, first_line
 from landmark.models.backbone import silence_dead_channels
 from landmark.models.pfld import PFLD, build_pfld, check_model_config
 
@@ -69,10 +69,10 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else "unsupported content"
-        raise LandmarkError(f"{path}: refused to load: it holds more than weights ({first_line[:120]})") from None
+        reason = first_line(err, 120, "unsupported content")
+        raise LandmarkError(f"{path}: refused to load: it holds more than weights ({reason})") from None
     except Exception as err:  # torch raises many types for foreign or damaged files (IndexError, EOFError, ...)
-        reason = str(err).strip().splitlines()[0][:120] if str(err).strip() else type(err).__name__
+        reason = first_line(err, 120)
         raise LandmarkError(f"{path}: not a readable PyTorch checkpoint ({reason})") from None
     if not isinstance(state, dict) or any(key not in state for key in REQUIRED_KEYS):
         raise LandmarkError(f"{path}: not a landmark checkpoint (expected keys {', '.join(REQUIRED_KEYS)})")
@@ -87,8 +87,8 @@ def model_from_checkpoint(state: dict[str, Any], source: str, prefer_ema: bool =
     try:
         model.load_state_dict(weights)
     except RuntimeError as err:
-        first = str(err).strip().splitlines()[0][:160]
-        raise LandmarkError(f"{source}: weights do not match the model config stored with them ({first})") from None
+        reason = first_line(err)
+        raise LandmarkError(f"{source}: weights do not match the model config stored with them ({reason})") from None
     try:
         scheme = scheme_for(state["scheme"])
     except ValueError as err:

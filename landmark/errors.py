@@ -18,3 +18,13 @@ class ConfigError(LandmarkError):
 
 class DataError(LandmarkError):
     """An annotation file, image or dataset folder cannot be read as expected."""
+
+
+def first_line(error: BaseException, limit: int | None = 160, empty: str | None = None) -> str:
+    """The first line of an exception's message, at most ``limit`` characters, for a one-line error that
+    wraps a library's long (often multi-line) message; ``empty`` (default: the exception's type name) when
+    the message is blank."""
+    text = str(error).strip()
+    if not text:
+        return empty or type(error).__name__
+    return text.splitlines()[0][:limit]

@@ -36,7 +36,7 @@ import yaml
 
 from landmark.data.crop import crop_image, crop_matrix, mirror_crop_matrix, points_to_crop
 from landmark.data.schemes import Scheme
-from landmark.errors import ConfigError
+from landmark.errors import ConfigError, first_line
 
 # albumentations checks PyPI for a newer version on import; this toolkit runs offline (in a car, in CI).
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
@@ -134,7 +134,7 @@ def load_augment_config(name_or_path: str | Path) -> dict:
     except OSError as error:
         raise ConfigError(f"{path}: cannot read augmentation config: {error.strerror}") from None
     except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: invalid YAML: {str(error).splitlines()[0]}") from None
+        raise ConfigError(f"{path}: invalid YAML: {first_line(error, None)}") from None
     return validate_augment_config(config, str(path))
 
 

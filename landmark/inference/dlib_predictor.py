@@ -23,7 +23,7 @@ import numpy as np
 from landmark.data.schemes import Scheme, flip_points, scheme_for
 from landmark.detect.calibration import BoxCalibration
 from landmark.detect.dlib_hog import DLIB_CALIBRATION, INSTALL_HINT, import_dlib
-from landmark.errors import LandmarkError
+from landmark.errors import LandmarkError, first_line
 
 DEFAULT_MODEL_NAME = "shape_predictor_68_face_landmarks.dat"
 
@@ -55,7 +55,7 @@ class DlibShapePredictor:
         try:
             self.shape_predictor = dlib.shape_predictor(str(self.path))
         except RuntimeError as err:  # dlib's deserialisation errors are RuntimeErrors with a long message
-            reason = str(err).strip().splitlines()[0][:120] if str(err).strip() else "unreadable"
+            reason = first_line(err, 120, "unreadable")
             raise LandmarkError(f"{self.path}: not a dlib shape predictor model ({reason})") from None
         self._rectangle = dlib.rectangle
         self.calibration = calibration
@@ -71,8 +71,7 @@ class DlibShapePredictor:
 
     def dlib_box(self, landmark_box: np.ndarray) -> Any:
         """The ``dlib.rectangle`` (whole pixels, HOG-style) that dlib's predictor expects for a landmark box."""
-        box = np.round(self.calibration.invert(landmark_box)).astype(int)
-        return self._rectangle(*(int(v) for v in box))
+        return self._rectangle(*np.round(self.calibration.invert(landmark_box)).astype(int).tolist())
 
     def _predict_once(self, rgb: np.ndarray, landmark_box: np.ndarray) -> np.ndarray:
         shape = self.shape_predictor(rgb, self.dlib_box(landmark_box))

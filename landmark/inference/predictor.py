@@ -24,7 +24,7 @@ import numpy as np
 from landmark.data.crop import crop_image, crop_matrix, images_to_batch, points_from_crop
 from landmark.data.pose import head_pose
 from landmark.data.schemes import Scheme, flip_points, scheme_for
-from landmark.errors import LandmarkError
+from landmark.errors import LandmarkError, first_line
 from landmark.inference.export import DEFAULT_CROP_SCALE, INPUT_NAME, OUTPUT_NAME, parse_metadata
 
 logger = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ def onnx_session(model: str | Path | bytes, threads: int | None = None, source: 
     try:
         return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
     except Exception as err:  # ORT raises its own pybind exception types for bad protobufs and graphs
-        reason = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+        reason = first_line(err)
         raise LandmarkError(f"{source}: not a usable ONNX model ({reason})") from None
 
 

@@ -39,7 +39,7 @@ from landmark.data.readers import FaceRecord
 from landmark.data.schemes import scheme_for
 from landmark.detect import build_detector
 from landmark.detect.calibration import boxes_from_detector
-from landmark.errors import LandmarkError
+from landmark.errors import LandmarkError, first_line
 from landmark.models.backbone import silence_dead_channels
 from landmark.models.pfld import PFLD, build_auxiliary, build_pfld
 from landmark.train.evaluate import predict_loader, score
@@ -226,8 +226,7 @@ def load_initial_weights(model: PFLD, aux: nn.Module | None, path: str | Path, n
         if aux is not None and state.get("aux") is not None:
             aux.load_state_dict(state["aux"])
     except RuntimeError as err:
-        first = str(err).strip().splitlines()[0][:160]
-        raise LandmarkError(f"{path}: model.init weights do not fit model.config ({first})") from None
+        raise LandmarkError(f"{path}: model.init weights do not fit model.config ({first_line(err)})") from None
 
 
 def build_optimizer(params: list[nn.Parameter], optim: dict) -> torch.optim.Optimizer:
