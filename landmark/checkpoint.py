@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,17 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
         raise
 
 
+def _unpickling_problem(error: pickle.UnpicklingError) -> tuple[bool, str]:
+    """(whether the file references code, the informative part) of torch's weights-only error, which wraps
+    its reason in paragraphs of advice that differ between kinds of failure."""
+    text = str(error)
+    reference = re.search(r"GLOBAL ([\w.]+)", text)  # a class or function the unpickler would have called
+    if reference:
+        return True, f"a reference to {reference.group(1)}"
+    detail = text.split("WeightsUnpickler error:", 1)[-1]
+    return False, next((line.strip()[:120] for line in detail.splitlines() if line.strip()), "unsupported content")
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read a checkpoint safely; any problem is one ``LandmarkError`` line naming the file."""
     path = Path(path)
@@ -69,8 +81,10 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        reason = first_line(err, 120, "unsupported content")
-        raise LandmarkError(f"{path}: refused to load: it holds more than weights ({reason})") from None
+        references_code, reason = _unpickling_problem(err)
+        if references_code:
+            raise LandmarkError(f"{path}: refused to load: it holds more than weights ({reason})") from None
+        raise LandmarkError(f"{path}: not a readable PyTorch checkpoint ({reason})") from None
     except Exception as err:  # torch raises many types for foreign or damaged files (IndexError, EOFError, ...)
         reason = first_line(err, 120)
         raise LandmarkError(f"{path}: not a readable PyTorch checkpoint ({reason})") from None

@@ -147,3 +147,29 @@ def test_predict_on_nothing_is_one_line(tmp_path: Path, capsys: pytest.CaptureFi
     assert "nowhere: no such image or folder" in capsys.readouterr().err
     assert main(["predict", str(tmp_path), "--model", "x.onnx"]) == 2
     assert "no images found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "args, flag, expected",
+    [
+        (["bench", "--runs", "-3"], "--runs", "a positive integer"),
+        (["demo", "--source", "0", "--threads", "0"], "--threads", "a positive integer"),
+        (["demo", "--source", "0", "--max-frames", "-1"], "--max-frames", "a positive integer"),
+        (["demo", "--source", "0", "--redetect-every", "0"], "--redetect-every", "a positive integer"),
+        (["demo", "--source", "0", "--fps", "0"], "--fps", "a positive number"),
+        (["demo", "--source", "0", "--beta", "-0.1"], "--beta", "a number >= 0"),
+        (["demo", "--source", "0", "--min-cutoff", "nan"], "--min-cutoff", "a positive number"),
+        (["predict", "x.jpg", "--threads", "two"], "--threads", "a positive integer"),
+        (["eval", "--data-format", "300w", "--data", "x", "--batch-size", "0"], "--batch-size", "a positive integer"),
+        (["train", "--config", "x.yaml", "--stop-after", "0"], "--stop-after", "a positive integer"),
+        (["dms-eval", "--timeline", "t.json", "--truth-points", "--tolerance", "-1"], "--tolerance", "a number >= 0"),
+    ],
+)
+def test_bad_numbers_on_the_command_line_are_one_usage_line(
+    args: list[str], flag: str, expected: str, capsys: pytest.CaptureFixture
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 2
+    last_line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"error: argument {flag}: expected {expected}, got" in last_line

@@ -6,6 +6,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
+from landmark.commands import positive_int
 from landmark.commands.output import write_json
 from landmark.config import shared_data_dir
 from landmark.errors import LandmarkError
@@ -34,7 +35,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="for --infer: time this .pt checkpoint instead of the standard PFLD bodies; "
         "for --dlib: instead of the default model",
     )
-    parser.add_argument("--runs", type=int, default=200, help="timed calls per latency figure (default 200)")
+    parser.add_argument("--runs", type=positive_int, default=200, help="timed calls per latency figure (default 200)")
     parser.add_argument("--json", metavar="PATH", help="write all results as JSON ('-' for standard output)")
     parser.set_defaults(run=run)
 

@@ -11,10 +11,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from landmark.commands import non_negative_float, positive_float, positive_int
 from landmark.demo_app import Window, check_model_path, display_problem, run_pipeline
 from landmark.detect import DETECTORS, build_detector
 from landmark.dms import load_dms_config
-from landmark.errors import LandmarkError
 from landmark.tracking import TrackerConfig
 from landmark.video import source_kind
 
@@ -27,7 +27,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--source", default="0", help="camera index, video file or image folder (default: 0)")
     parser.add_argument("--model", type=Path, help="checkpoint (.pt) or ONNX model (default: landmark/weights)")
     parser.add_argument("--backend", choices=("auto", "onnx", "torch"), default="auto", help="inference backend")
-    parser.add_argument("--threads", type=int, help="inference threads (default: the runtime's choice)")
+    parser.add_argument("--threads", type=positive_int, help="inference threads (default: the runtime's choice)")
     parser.add_argument(
         "--flip-test", action="store_true", help="average each face with its mirror's prediction (2x model time)"
     )
@@ -36,13 +36,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--output", type=Path, help="write the annotated video here (MP4)")
     parser.add_argument("--log", type=Path, help="write one JSON line per frame here")
     parser.add_argument("--headless", action="store_true", help="no window, even when a display is available")
-    parser.add_argument("--max-frames", type=int, help="stop after this many frames")
+    parser.add_argument("--max-frames", type=positive_int, help="stop after this many frames")
     parser.add_argument("--dms-config", type=Path, help="driver-monitoring thresholds (default: configs/dms.yaml)")
-    parser.add_argument("--redetect-every", type=int, default=10, help="run the detector every N frames (10)")
+    parser.add_argument("--redetect-every", type=positive_int, default=10, help="run the detector every N frames (10)")
     parser.add_argument("--no-smooth", action="store_true", help="do not smooth the landmarks (One Euro filter)")
-    parser.add_argument("--min-cutoff", type=float, default=1.0, help="One Euro min cutoff in Hz (1.0)")
-    parser.add_argument("--beta", type=float, default=0.05, help="One Euro speed coefficient (0.05)")
-    parser.add_argument("--fps", type=float, help="frame rate of an image folder (default 30)")
+    parser.add_argument("--min-cutoff", type=positive_float, default=1.0, help="One Euro min cutoff in Hz (1.0)")
+    parser.add_argument("--beta", type=non_negative_float, default=0.05, help="One Euro speed coefficient (0.05)")
+    parser.add_argument("--fps", type=positive_float, help="frame rate of an image folder (default 30)")
     parser.add_argument("--reconnect", action="store_true", help="reopen a camera that stops delivering frames")
     parser.add_argument("--screenshots", type=Path, default=Path("."), help="folder for 's' screenshots")
     parser.set_defaults(run=run)
@@ -51,8 +51,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from landmark.inference.predictor import LandmarkPredictor
 
-    if args.redetect_every < 1:
-        raise LandmarkError(f"--redetect-every must be at least 1, got {args.redetect_every}")
     source_kind(args.source)  # a mistyped path fails here, before the model loads or any output is announced
     model = check_model_path(args.model)
     dms_config = load_dms_config(args.dms_config)

@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from landmark.commands import non_negative_float
 from landmark.commands.output import write_json
 from landmark.dms.config import load_dms_config
 from landmark.dms.evaluate import (
@@ -42,7 +43,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--tolerance",
-        type=float,
+        type=non_negative_float,
         default=0.5,
         help="seconds by which intervals may miss each other and still match (default 0.5)",
     )

@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from landmark.checkpoint import default_model_path, load_model
+from landmark.commands import positive_int
 from landmark.commands.output import write_atomic, write_json
 from landmark.data.crop import face_box_from_points
 from landmark.data.dataset import LandmarkDataset, build_records, load_image
@@ -62,7 +63,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--skip-invalid", action="store_true", help="skip malformed samples instead of stopping")
     parser.add_argument("--json", metavar="PATH", help="write the results as JSON ('-' for standard output)")
     parser.add_argument("--report", type=Path, metavar="DIR", help="write report.md, ced.png and results.json here")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=positive_int, default=64)
     parser.set_defaults(run=run)
 
 

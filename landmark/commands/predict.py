@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from landmark.checkpoint import default_model_path
+from landmark.commands import positive_int
 from landmark.detect import DETECTORS, build_detector
 from landmark.errors import LandmarkError
 
@@ -40,7 +41,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--json", metavar="FILE", help="results as JSON, '-' for stdout (default: OUT/predictions.json)"
     )
-    parser.add_argument("--threads", type=int, help="inference threads (default: the runtime's choice)")
+    parser.add_argument("--threads", type=positive_int, help="inference threads (default: the runtime's choice)")
     parser.add_argument(
         "--flip-test",
         action="store_true",

@@ -7,6 +7,7 @@ import os
 import time
 from pathlib import Path
 
+from landmark.commands import positive_int
 from landmark.train.config import resolve_train_config
 
 
@@ -25,7 +26,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR from last.pt")
     parser.add_argument(
         "--stop-after",
-        type=int,
+        type=positive_int,
         metavar="EPOCH",
         help="stop after this epoch, keeping the schedule (continue later with --resume)",
     )
