@@ -15,9 +15,11 @@ $(STAMP): pyproject.toml
 
 # The embedded pipeline on synthetic data: model summary, data, training, evaluation, ONNX export, a rendered
 # driver video through the headless demo, and the driver-monitoring events scored against the video's truth.
+# It starts by deleting $(QUICK): every file there is regenerated, and the commands refuse to overwrite a run.
 QUICK := runs/quickstart
 
 run: $(STAMP)
+	rm -rf $(QUICK)
 	$(BIN)/landmark info --config configs/models/pfld.yaml
 	$(BIN)/landmark make-synthetic --out $(QUICK)/data --n 1200 --seed 0
 	$(BIN)/landmark train --config configs/train/synthetic_wflw.yaml --set data.root=$(QUICK)/data --out $(QUICK)/train

@@ -12,11 +12,10 @@ A checkpoint is a dict of plain types and tensors:
 
 from __future__ import annotations
 
+import io
 import logging
-import os
 import pickle
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ import torch
 
 from landmark.data.schemes import Scheme, scheme_for
 from landmark.errors import LandmarkError, first_line
+from landmark.files import check_writable, make_folder, write_atomic
 from landmark.models.backbone import silence_dead_channels
 from landmark.models.pfld import PFLD, build_pfld, check_model_config
 
@@ -48,18 +48,14 @@ def default_model_path(suffixes: tuple[str, ...] = (".onnx", ".pt")) -> Path:
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
-    """Write to a temporary file in the same folder, then rename: a crash never leaves half a checkpoint."""
+    """Serialise in memory, then write atomically (``write_atomic``): a crash never leaves half a checkpoint,
+    and a path that cannot be written is one ``LandmarkError`` line naming it."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(state, tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes owner-only files; a checkpoint is meant to be shared and served
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    check_writable(path)  # an error names the checkpoint, not just the folder it would go in
+    make_folder(path.parent)
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    write_atomic(path, buffer.getvalue())
 
 
 def _unpickling_problem(error: pickle.UnpicklingError) -> tuple[bool, str]:

@@ -15,13 +15,27 @@ import yaml
 from landmark.errors import ConfigError
 
 
+def read_yaml_text(path: Path) -> str:
+    """The text of a YAML file; an unreadable or binary file (a checkpoint or an image given as a config)
+    raises ``ConfigError`` instead of a ``UnicodeDecodeError`` traceback."""
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read config ({err.strerror or err})") from None
+    try:
+        return data.decode("utf-8-sig")  # -sig: a leading byte-order mark is not part of the YAML
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not a text YAML file (byte {err.start} is not UTF-8 text)") from None
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping; missing files, syntax errors and non-mappings raise ``ConfigError``."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
+    text = read_yaml_text(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""

@@ -163,6 +163,7 @@ def run_pipeline(
     frames_iter = iter(src)
     start = time.perf_counter()
     last_frame_end = start
+    keep_outputs = False  # an error discards the new video and log, so older files of those names survive
     try:
         while max_frames is None or frames < max_frames:
             timer.start_frame()
@@ -216,13 +217,17 @@ def run_pipeline(
                     timer.totals = dict.fromkeys(STAGES, 0.0)
                     frames = face_frames = detect_calls = 0
                     start = time.perf_counter()
+        keep_outputs = True
+    except KeyboardInterrupt:  # Ctrl-C is how a live demo ends: keep what it wrote
+        keep_outputs = True
+        raise
     finally:
         bar.close()
         src.close()
         if writer is not None:
-            writer.close()
+            writer.close(keep_outputs)
         if log_file is not None:
-            log_file.close()
+            log_file.close(keep_outputs)
         if window is not None:
             window.close()
     seconds = time.perf_counter() - start

@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 
 from landmark.errors import LandmarkError
+from landmark.files import make_folder
 
 logger = logging.getLogger(__name__)
 
@@ -238,32 +239,44 @@ class VideoWriter:
     def write(self, image: np.ndarray) -> None:
         size = (image.shape[1], image.shape[0])
         if self._writer is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._writer = cv2.VideoWriter(str(self.temp_path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, size)
-            if not self._writer.isOpened():
-                raise LandmarkError(f"{self.path}: cannot open an MP4 (mp4v) video writer")
-            self._size = size
+            make_folder(self.path.parent)
+            writer = cv2.VideoWriter(str(self.temp_path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, size)
+            if not writer.isOpened():  # e.g. frames of 1 pixel a side, which mp4v cannot encode
+                writer.release()
+                raise LandmarkError(
+                    f"{self.path}: cannot open an MP4 (mp4v) video writer for the source's {size[0]}x{size[1]} frames"
+                )
+            self._writer, self._size = writer, size
         if size != self._size:
             image = cv2.resize(image, self._size, interpolation=cv2.INTER_AREA)
         self._writer.write(image)
         self.frames += 1
 
-    def close(self) -> None:
+    def close(self, keep: bool = True) -> None:
+        """Rename the video into place, or (``keep=False``, a failed run) delete it and leave an older file be."""
         if self._writer is None:
             return
         self._writer.release()
         self._writer = None
-        os.replace(self.temp_path, self.path)
+        if keep:
+            os.replace(self.temp_path, self.path)
+        else:
+            self.temp_path.unlink(missing_ok=True)
 
 
 class JsonlLog:
-    """One JSON object per line, flushed at once so a crash or Ctrl-C loses at most the current frame."""
+    """One JSON object per line, flushed at once so a crash or Ctrl-C loses at most the current frame.
+
+    Like ``VideoWriter`` it writes a temporary file beside ``path`` (``.NAME.part.jsonl``) that ``close`` renames,
+    so a run that fails never leaves an older log of that name empty or half overwritten.
+    """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.temp_path = self.path.with_name(f".{self.path.stem}.part{self.path.suffix}")
+        make_folder(self.path.parent)
         try:
-            self._file = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 -- closed by close()
+            self._file = open(self.temp_path, "w", encoding="utf-8")  # noqa: SIM115 -- closed by close()
         except OSError as error:
             raise LandmarkError(f"{self.path}: cannot write the log ({error.strerror})") from None
         self.lines = 0
@@ -273,5 +286,12 @@ class JsonlLog:
         self._file.flush()
         self.lines += 1
 
-    def close(self) -> None:
+    def close(self, keep: bool = True) -> None:
+        """Rename the log into place, or (``keep=False``, a failed run) delete it and leave an older file be."""
+        if self._file.closed:
+            return
         self._file.close()
+        if keep:
+            os.replace(self.temp_path, self.path)
+        else:
+            self.temp_path.unlink(missing_ok=True)

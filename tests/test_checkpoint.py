@@ -59,9 +59,40 @@ def test_saving_is_atomic(tmp_path: Path) -> None:
 
 
 def test_written_checkpoints_and_reports_are_readable_by_others(tmp_path: Path) -> None:
-    from landmark.commands.output import write_atomic
+    from landmark.files import write_atomic
 
     save_checkpoint({"model": {}, "model_config": {}, "scheme": "wflw98", "epoch": 1}, tmp_path / "last.pt")
     write_atomic(tmp_path / "report.json", "{}\n")
     for name in ("last.pt", "report.json"):
         assert (tmp_path / name).stat().st_mode & 0o777 == 0o644, name
+
+
+def test_unusable_output_paths_are_one_line_errors_naming_them(tmp_path: Path) -> None:
+    from landmark.files import check_writable, make_folder, write_atomic
+
+    afile, folder = tmp_path / "afile", tmp_path / "pred"
+    afile.write_text("keep\n")
+    folder.mkdir()
+    state = {"model": {}, "model_config": {}, "scheme": "wflw98"}
+    with pytest.raises(LandmarkError, match=r"pred: is a folder, expected a file path$"):
+        write_atomic(folder, "{}\n")
+    with pytest.raises(LandmarkError, match=r"afile/x: .*afile is a file, not a folder$"):
+        write_atomic(afile / "x", "{}\n")
+    with pytest.raises(LandmarkError, match=r"pred: is a folder, expected a file path$"):
+        save_checkpoint(state, folder)
+    with pytest.raises(LandmarkError, match=r"afile/run/last\.pt: .*afile is a file, not a folder$"):
+        save_checkpoint(state, afile / "run" / "last.pt")
+    with pytest.raises(LandmarkError, match=r"--out .*afile: is a file, expected a folder$"):
+        make_folder(afile, "--out")
+    with pytest.raises(LandmarkError, match=r"--json .*pred: is a folder, expected a file path$"):
+        check_writable(folder, "--json")
+    with pytest.raises(LandmarkError, match=r"--out .*afile/x: .*afile is a file, not a folder$"):
+        check_writable(afile / "x", "--out", folder=True)
+    if Path("/proc/self").is_dir():  # a folder nobody may create files in
+        with pytest.raises(LandmarkError, match=r"^/proc/x: cannot write in /proc \("):
+            write_atomic("/proc/x", "{}\n")
+        with pytest.raises(LandmarkError, match=r"^--log /proc/x\.jsonl: cannot write in /proc \("):
+            check_writable("/proc/x.jsonl", "--log")
+    check_writable(tmp_path / "new" / "report.json", "--json")  # a path that can be written passes ...
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "pred"]  # ... and the checks created nothing
+    assert afile.read_text() == "keep\n" and not any(folder.iterdir())

@@ -240,3 +240,75 @@ def test_the_demo_command_names_a_missing_source_before_anything_else(tmp_path, 
     err = capsys.readouterr().err
     assert code == 2 and "nope.mp4: no such video file or image folder" in err
     assert "running headless" not in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.fixture
+def fake_model(tmp_path, monkeypatch) -> Path:
+    """A model path for the demo command, with ``LandmarkPredictor.from_path`` faked (no network needed)."""
+    monkeypatch.setattr(LandmarkPredictor, "from_path", classmethod(lambda cls, *a, **k: fake_predictor()))
+    model = tmp_path / "model.onnx"
+    model.write_bytes(b"stands in for a model; from_path is faked")
+    return model
+
+
+def test_a_source_too_small_to_encode_is_one_line_and_keeps_the_old_log(tmp_path, fake_model, capsys):
+    cv2.imwrite(str(tmp_path / "one.png"), np.zeros((1, 1, 3), np.uint8))
+    video, log = tmp_path / "keep.mp4", tmp_path / "keep.jsonl"
+    log.write_text('{"frame": 0}\n')
+    args = ["demo", "--source", str(tmp_path / "one.png"), "--model", str(fake_model), "--headless"]
+    assert cli.main([*args, "--output", str(video), "--log", str(log)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "error: " in err[-1] and "1x1 frames" in err[-1] and not any("Traceback" in line for line in err)
+    assert log.read_text() == '{"frame": 0}\n' and not video.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.jsonl", "model.onnx", "one.png"]
+
+
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        (["--output", "{tmp}/same.mp4", "--log", "{tmp}/same.mp4"], "--log {tmp}/same.mp4: is also the --output"),
+        (["--output", "{source}", "--log", "{tmp}/x.jsonl"], "--output {source}: is the --source video"),
+        (["--output", "{tmp}"], "--output {tmp}: is a folder, expected a file path"),
+        (["--output", "{tmp}/noext"], "--output {tmp}/noext: expected a video file name ending in .mp4"),
+        (["--output", "{tmp}/afile/a.mp4"], "--output {tmp}/afile/a.mp4: {tmp}/afile is a file, not a folder"),
+        (["--output", "{tmp}/x.mp4", "--log", "{tmp}/afile/x.jsonl"], "--log {tmp}/afile/x.jsonl: {tmp}/afile is a"),
+        pytest.param(
+            ["--output", "/proc/x/a.mp4"],
+            "--output /proc/x/a.mp4: cannot write in /proc (",
+            marks=pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="no /proc"),
+        ),
+    ],
+)
+def test_the_demo_command_refuses_unusable_outputs_before_the_run(flags, expected, tmp_path, fake_model, capsys):
+    source = write_video(tmp_path / "drive.mp4", [np.full((120, 160, 3), 70, np.uint8)] * 3)
+    (tmp_path / "afile").write_text("keep\n")
+    names = {"tmp": tmp_path, "source": source}
+    args = ["demo", "--source", str(source), "--model", str(fake_model), "--headless"]
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert cli.main([*args, *[flag.format(**names) for flag in flags]]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("landmark demo: error: ") and expected.format(**names) in err[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written, nothing replaced
+
+
+class InterruptingDetector:
+    """Finds no face, and stands for Ctrl-C after ``frames`` frames."""
+
+    def __init__(self, frames: int) -> None:
+        self.frames = frames
+
+    def detect(self, image: np.ndarray) -> np.ndarray:
+        if self.frames == 0:
+            raise KeyboardInterrupt
+        self.frames -= 1
+        return np.zeros((0, 5), np.float32)
+
+
+def test_ctrl_c_keeps_the_video_and_log_written_so_far(tmp_path: Path):
+    from landmark.demo_app import run_pipeline
+
+    video = write_video(tmp_path / "v.mp4", [np.full((120, 160, 3), 70, np.uint8)] * 8)
+    output, log = tmp_path / "out.mp4", tmp_path / "out.jsonl"
+    with pytest.raises(KeyboardInterrupt):
+        run_pipeline(video, fake_predictor(), InterruptingDetector(3), output=output, log=log)
+    assert len(read_log(log)) == 3 and frame_count(output) == 3

@@ -13,6 +13,7 @@ from landmark.data.schemes import WFLW_98
 from landmark.dms.config import FaceConfig
 from landmark.dms.evaluate import (
     Event,
+    check_log_covers,
     events_from_log,
     load_log,
     load_timeline,
@@ -98,6 +99,24 @@ def test_load_log_errors(tmp_path):
         load_log(tmp_path / "missing.jsonl")
 
 
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        ([], r"log.jsonl: empty DMS log"),
+        ([{"t": 0.1}, {"t": 0.0}], r"log.jsonl: line 2: t 0.0 is not after the previous line's t 0.1 \(a reversed"),
+        ([{"t": 0.0}, {"t": 0.1}, {"t": 0.1}], r"line 3: t 0.1 is not after"),  # a repeated frame
+        ([{"t": 0.0, "events": [{"type": "sneeze", "start": 0.0}]}], r"line 1: unknown event type 'sneeze'"),
+        ([{"t": 0.0, "events": [{"type": "blink", "start": -5.0, "end": 0.1}]}], r"line 1: blink event .*-5.0"),
+        ([{"t": 0.0, "events": [{"type": "yawn", "start": 2.0, "end": 1.0}]}], r"line 1: yawn event .*start <= end"),
+    ],
+)
+def test_load_log_refuses_logs_that_cannot_be_scored(tmp_path, lines, message):
+    path = tmp_path / "log.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    with pytest.raises(DataError, match=message):
+        load_log(path)
+
+
 def test_load_timeline_errors(tmp_path):
     path = tmp_path / "timeline.json"
     path.write_text("{not json")
@@ -109,6 +128,13 @@ def test_load_timeline_errors(tmp_path):
         ({**good, "scheme": "dlib5"}, "key 'scheme'"),
         ({**good, "events": [{"type": "blink", "start": 2.0, "end": 1.0}]}, r"events\[0\]"),
         ({**good, "frames_truth": [{"t": 0.0, "points": [[0, 0]] * 68}]}, r"frames_truth\[0\]: 'points'"),
+        ({**good, "frames_truth": []}, "'frames_truth' expected a non-empty list"),
+        ({**good, "frames": 900}, r"'frames' says 900 frames but frames_truth has 1 \(truncated\?\)"),
+        ({**good, "frames_truth": [{"t": 0.1}, {"t": 0.0}]}, r"frames_truth\[1\]: t 0.0 is not after"),
+        ({**good, "fps": 0}, "'fps' expected a positive number"),
+        ({**good, "events": [{"type": "sneeze", "start": 0.0, "end": 0.0}]}, r"events\[0\]: unknown event type"),
+        ({**good, "events": [{"type": "blink", "start": -1.0, "end": 0.0}]}, r"events\[0\]: blink event"),
+        ({**good, "fps": 30, "events": [{"type": "yawn", "start": 0.0, "end": 5.0}]}, r"events\[0\]: ends at 5.0 s"),
     ]:
         path.write_text(json.dumps(broken))
         with pytest.raises(DataError, match=fragment) as info:
@@ -182,12 +208,34 @@ def test_monitor_on_true_points_finds_the_events(timeline):
     assert scores["face_missing"]["alert_delay_s"] == pytest.approx(FaceConfig().missing_alert_s, abs=0.05)
 
 
+def test_dms_eval_refuses_a_log_that_does_not_cover_the_timeline(timeline, tmp_path):
+    """A log cut short or of another (shorter or longer) video was scored as missed events, exit 0."""
+    timeline_path = tmp_path / "timeline.json"
+    timeline_path.write_text(json.dumps(timeline))
+    lines = run_monitor_on_truth(timeline)
+    parser = argparse.ArgumentParser()
+    dms_eval.add_parser(parser.add_subparsers())
+    for kept, ok in [(lines[:-2], True), (lines[2:], True), (lines[:-3], False), (lines[: len(lines) // 2], False)]:
+        log_path = tmp_path / "dms.jsonl"
+        log_path.write_text("".join(json.dumps(line) + "\n" for line in kept))
+        args = parser.parse_args(["dms-eval", "--timeline", str(timeline_path), "--log", str(log_path), "--json", "-"])
+        if ok:  # a frame or two lost at either end (a decoder's last frame) is fine
+            assert args.run(args) == 0
+            continue
+        with pytest.raises(DataError, match=r"dms.jsonl: the log runs from t 0 to .* timeline .*timeline.json from 0"):
+            args.run(args)
+    longer = [{**line, "t": line["t"] + 80.0} for line in lines]  # the log of a 160 s video
+    with pytest.raises(DataError, match="a log cut short, or of another video"):
+        check_log_covers(lines + longer, timeline, "dms.jsonl", timeline_path)
+
+
 def test_dms_eval_command(timeline, tmp_path, capsys):
     timeline_path = tmp_path / "timeline.json"
     timeline_path.write_text(json.dumps(timeline))
     log_path = tmp_path / "dms.jsonl"
     lines = run_monitor_on_truth(timeline)
-    del lines[len(lines) // 2 :]  # a log that stops halfway finds only the first half of the events
+    for line in lines[len(lines) // 2 :]:  # a monitor that went blind halfway finds only the first half's events
+        line["events"] = []
     log_path.write_text("".join(json.dumps(line) + "\n" for line in lines))
 
     parser = argparse.ArgumentParser()

@@ -15,7 +15,7 @@ from conftest import write_synthetic_face
 from landmark.checkpoint import load_model, save_checkpoint
 from landmark.config import CONFIG_DIR
 from landmark.data.crop import crop_matrix, face_box_from_points, points_to_crop
-from landmark.errors import LandmarkError
+from landmark.errors import DataError, LandmarkError
 from landmark.inference.export import batchnorm_count, config_hash, export_checkpoint, read_onnx_metadata
 from landmark.inference.quantize import export_int8
 from landmark.models.pfld import build_pfld, load_model_config
@@ -160,6 +160,28 @@ def test_export_refuses_old_opset(tmp_path: Path) -> None:
     with pytest.raises(LandmarkError, match="opset"):
         export_checkpoint(checkpoint, tmp_path / "old.onnx", opset=13)
     assert not (tmp_path / "old.onnx").exists()
+
+
+def test_export_refuses_an_opset_the_installed_exporter_cannot_write(tmp_path: Path) -> None:
+    from torch.onnx import _constants
+
+    newest = _constants.ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET  # 20 in torch 2.14; 21-23 only warn, 24 and up fail
+    checkpoint = make_checkpoint(tmp_path / "tiny.pt")
+    for opset in (newest + 1, 99):
+        with pytest.raises(LandmarkError, match=rf"--opset: expected 17 to {newest} .*, got {opset}$"):
+            export_checkpoint(checkpoint, tmp_path / "new.onnx", opset=opset)
+    assert not (tmp_path / "new.onnx").exists()
+
+
+def test_int8_calibration_refuses_a_degenerate_face(tmp_path: Path, exported: tuple[Path, Path]) -> None:
+    # 68 identical points gave "ValueError: inter_ocular normaliser is zero" after quantizing; now the table is
+    # refused when read, naming the entry, before anything is written.
+    image, points = write_synthetic_face(tmp_path, "face")
+    faces = [{"image": image.name, "points": points.tolist()}, {"image": image.name, "points": [[50.0, 60.0]] * 68}]
+    (tmp_path / "faces.json").write_text(json.dumps(faces))
+    with pytest.raises(DataError, match=r"faces.json: entry 1: degenerate points"):
+        export_int8(exported[1], tmp_path / "x.int8.onnx", "json", tmp_path / "faces.json")
+    assert not (tmp_path / "x.int8.onnx").exists()
 
 
 def mean_shape_checkpoint(path: Path, mean_shape: np.ndarray) -> Path:

@@ -173,6 +173,33 @@ def test_wrong_types_and_yaml_syntax(tmp_path: Path) -> None:
         build_classifier(write_yaml(tmp_path / "v2.yaml", v2))
 
 
+def test_backbone_table_values_are_checked_even_when_the_model_overrides_them(tmp_path: Path) -> None:
+    path = v1_config(tmp_path, GOOD_BODY)  # pfld's ``width`` overrides the table's width_multiplier
+    backbone = yaml.safe_load((tmp_path / "bb.yaml").read_text())
+    for key in ("width_multiplier", "input_size"):
+        write_yaml(tmp_path / "bb.yaml", {**backbone, key: "abc"})
+        with pytest.raises(ConfigError, match=rf"bb\.yaml: {key}: expected a positive .*, got 'abc'"):
+            load_model_config(path)
+
+
+def test_input_size_is_bounded_before_anything_is_built() -> None:
+    # ``landmark info --input-size 100000`` asked for 640 GB before; a multiple of 16, so only the bound stops it
+    with pytest.raises(ConfigError, match=r"pfld\.yaml: input_size: expected a multiple of 16 up to 1024.*100000"):
+        load_model_config(MODELS / "pfld.yaml", input_size=100000)
+
+
+def test_a_binary_file_given_as_a_yaml_config_is_one_config_error(tmp_path: Path) -> None:
+    from landmark.data.augment import load_augment_config
+    from landmark.dms.config import load_dms_config
+
+    binary = tmp_path / "model.pt"
+    binary.write_bytes(b"PK\x03\x04" + bytes(range(128, 256)))  # a zip, as torch.save writes checkpoints
+    for load in (load_model_config, load_dms_config, load_augment_config):
+        with pytest.raises(ConfigError, match=r"model\.pt: not a text YAML file") as info:
+            load(binary)
+        assert "\n" not in str(info.value)
+
+
 def test_info_command_prints_one_json_object() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "landmark", "info", "--config", str(MODELS / "pfld.yaml"), "--json", "-"],

@@ -173,3 +173,88 @@ def test_bad_numbers_on_the_command_line_are_one_usage_line(
     assert exit_info.value.code == 2
     last_line = capsys.readouterr().err.strip().splitlines()[-1]
     assert f"error: argument {flag}: expected {expected}, got" in last_line
+
+
+def test_export_refuses_to_overwrite_its_checkpoint_or_its_other_output(
+    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    model = tmp_path / "model.pt"
+    shutil.copy(checkpoint, model)
+    original = model.read_bytes()
+    cases = [
+        (["--out", str(tmp_path / "sub" / ".." / "model.pt")], "--out", "is the checkpoint being exported"),
+        (["--out", str(tmp_path / "m.onnx"), "--pt", str(model)], "--pt", "is the checkpoint being exported"),
+        (["--out", str(tmp_path / "m.pt"), "--pt", str(tmp_path / "m.pt")], "--pt", "--out writes the same file"),
+    ]
+    for flags, flag, message in cases:
+        assert main(["export", "--checkpoint", str(model), *flags]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"error: {flag} " in err[0] and message in err[0]
+    assert model.read_bytes() == original
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]  # nothing written
+
+
+def test_export_reads_the_calibration_data_before_writing_anything(
+    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "model.onnx"
+    args = ["export", "--checkpoint", str(checkpoint), "--out", str(out), "--int8", "--calibration"]
+    assert main([*args, str(tmp_path / "nowhere")]) == 2
+    assert "nowhere" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_predict_refuses_an_out_folder_that_holds_its_inputs(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("a.jpg", "b.png"):
+        cv2.imwrite(str(photos / name), np.full((40, 40, 3), 90, np.uint8))
+    before = {p.name: p.read_bytes() for p in photos.iterdir()}
+    for inputs in ([str(photos)], [str(photos / "a.jpg")]):
+        out = tmp_path / "elsewhere" / ".." / "photos"  # the same folder, by another name
+        assert main(["predict", *inputs, "--out", str(out), "--model", "x.onnx"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "holds the input image" in err[0] and "choose another --out" in err[0]
+    assert main(["predict", str(photos), "--json", str(photos / "a.jpg"), "--model", "x.onnx"]) == 2
+    assert "--json" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in photos.iterdir()} == before
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (
+            ["train", "--config", "{config}", "--set", "data.root={tmp}/nodata", "--out", "{afile}/x"],
+            "--out {afile}/x: {afile} is a file, not a folder",
+        ),
+        (["train", "--config", "{config}", "--set", "data.root={tmp}/nodata", "--out", "{afile}"], "is a file"),
+        (["predict", "{image}", "--out", "{afile}/x"], "--out {afile}/x: {afile} is a file, not a folder"),
+        (["predict", "{image}", "--out", "{tmp}/o", "--json", "{folder}"], "--json {folder}: is a folder, expected a"),
+        (["eval", "--data-format", "wflw", "--data", "{tmp}/nodata", "--report", "{afile}/r"], "{afile} is a file"),
+        (["eval", "--data-format", "wflw", "--data", "{tmp}/nodata", "--json", "{folder}"], "is a folder"),
+        (["export", "--checkpoint", "{checkpoint}", "--out", "{folder}"], "--out {folder}: is a folder"),
+        (["export", "--checkpoint", "{checkpoint}", "--out", "{tmp}/m.onnx", "--pt", "{afile}/m.pt"], "is a file"),
+        (["info", "--json", "{folder}"], "{folder}: is a folder, expected a file path"),
+        (["info", "--json", "{afile}/x"], "{afile}/x: {afile} is a file, not a folder"),
+        (["bench", "--infer", "--checkpoint", "{tmp}/x.onnx", "--json", "{afile}/x"], "--json {afile}/x: {afile}"),
+        (["calibrate-detector", "--data", "{tmp}/nodata", "--json", "{folder}"], "--json {folder}: is a folder"),
+        pytest.param(
+            ["bench", "--infer", "--checkpoint", "{tmp}/x.onnx", "--json", "/proc/x"],
+            "--json /proc/x: cannot write in /proc (",
+            marks=pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="no /proc"),
+        ),
+    ],
+)
+def test_unusable_output_paths_are_one_line_errors_before_any_work(
+    args: list[str], expected: str, checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    afile, folder, image = tmp_path / "afile", tmp_path / "folder", tmp_path / "a.png"
+    afile.write_text("keep\n")
+    folder.mkdir()
+    cv2.imwrite(str(image), np.full((40, 40, 3), 90, np.uint8))
+    names = {"afile": afile, "folder": folder, "image": image, "tmp": tmp_path, "checkpoint": checkpoint}
+    names["config"] = CONFIG_DIR / "train" / "synthetic_wflw.yaml"
+    assert main([arg.format(**names) for arg in args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"landmark {args[0]}: error: ") and expected.format(**names) in err[0]
+    assert afile.read_text() == "keep\n" and not any(folder.iterdir())

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import onnx
 import pytest
 import torch
 
@@ -193,6 +194,64 @@ def test_corrupt_onnx_names_the_file(tmp_path: Path) -> None:
         LandmarkPredictor.from_path(bad)
     with pytest.raises(LandmarkError, match="missing.onnx"):
         LandmarkPredictor.from_path(tmp_path / "missing.onnx")
+
+
+def relabelled(source: Path, out: Path, graph: onnx.GraphProto | None = None, **metadata: object) -> Path:
+    """A copy of the ONNX file ``source`` with some metadata values changed and, optionally, another graph."""
+    model = onnx.load(str(source))
+    if graph is not None:
+        model.graph.CopyFrom(graph)
+    props = {prop.key: prop.value for prop in model.metadata_props} | {k: str(v) for k, v in metadata.items()}
+    del model.metadata_props[:]
+    for key, value in props.items():
+        model.metadata_props.add(key=key, value=value)
+    onnx.save(model, str(out))
+    return out
+
+
+def identity_graph(shape: list | None, out_shape: list | None, op: str = "Identity") -> onnx.GraphProto:
+    """``image`` straight to ``landmarks`` (or reshaped to (-1, 68, 2)), with declared shapes (None: unknown)."""
+    image = onnx.helper.make_tensor_value_info("image", onnx.TensorProto.FLOAT, shape)
+    out = onnx.helper.make_tensor_value_info("landmarks", onnx.TensorProto.FLOAT, out_shape)
+    target = onnx.helper.make_tensor("target", onnx.TensorProto.INT64, [3], [-1, 68, 2])
+    inputs = ["image", "target"] if op == "Reshape" else ["image"]
+    node = onnx.helper.make_node(op, inputs, ["landmarks"])
+    return onnx.helper.make_graph([node], "fake", [image], [out], initializer=[target] if op == "Reshape" else [])
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"num_points": 98}, r"metadata num_points: expected 68 \(scheme 300w68\), got 98"),
+        ({"scheme": "wflw98", "num_points": 98}, r"graph output 'landmarks' .*\['batch', 68, 2\].* \(N, 98, 2\)"),
+        ({"input_size": 64}, r"graph input 'image' .*\['batch', 3, 112, 112\].* \(N, 3, 64, 64\)"),
+        ({"crop_scale": -1}, r"metadata crop_scale: expected a positive number"),  # gave mirrored landmarks
+        ({"image_std": 0}, r"metadata image_std: expected 0.5"),
+        ({"image_mean": 0.45}, r"metadata image_mean: expected 0.5"),
+        ({"color_order": "rgb"}, r"metadata color_order: expected 'bgr'"),
+        ({"graph": identity_graph(["batch", 3, 112, 112], ["batch", 3, 112, 112])}, r"graph output .* \(N, 68, 2\)"),
+    ],
+)
+def test_onnx_metadata_that_does_not_fit_the_graph_is_refused_on_load(
+    tmp_path: Path, model_files: tuple[Path, Path], change: dict, message: str
+) -> None:
+    path = relabelled(model_files[1], tmp_path / "odd.onnx", **change)
+    with pytest.raises(LandmarkError, match=r"odd\.onnx: " + message) as info:
+        LandmarkPredictor.from_path(path)
+    assert "\n" not in str(info.value)
+
+
+def test_onnx_model_that_only_fails_when_run_is_one_error(tmp_path: Path, model_files: tuple[Path, Path]) -> None:
+    crops = np.zeros((1, 3, SIZE, SIZE), np.float32)
+    # declared shapes unknown: only the output's shape (1, 3, 112, 112) gives it away (a reshape error before)
+    unknown = LandmarkPredictor.from_path(relabelled(model_files[1], tmp_path / "a.onnx", identity_graph(None, None)))
+    with pytest.raises(LandmarkError, match=r"a\.onnx: returned shape \(1, 3, 112, 112\) for 1 crops, expected"):
+        unknown.predict_crops(crops)
+    # declared right, but the graph cannot run on the crops: ONNX Runtime's failure names the file
+    reshape = identity_graph(["batch", 3, SIZE, SIZE], ["batch", 68, 2], "Reshape")
+    failing = relabelled(model_files[1], tmp_path / "b.onnx", reshape)
+    with pytest.raises(LandmarkError, match=r"b\.onnx: ONNX Runtime cannot run the model"):
+        LandmarkPredictor.from_path(failing).predict_crops(crops)
 
 
 def test_model_of_another_scheme_is_refused(model_files: tuple[Path, Path]) -> None:

@@ -6,9 +6,11 @@ import json
 import logging
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
+from landmark.data.dataset import build_records
 from landmark.data.readers import (
     WFLW_LIST_DIR,
     format_wflw_line,
@@ -200,6 +202,24 @@ def test_300w_real_folder(shared_data):
     assert np.isfinite(all_points).all() and all_points.min() > -100
 
 
+def test_300w_degenerate_points_are_a_data_error_or_skipped(tmp_path, caplog):
+    """68 identical points (or both outer eye corners on one spot) leave NME a zero normaliser: refused when read,
+    naming the file, instead of a ValueError in eval, training or INT8 calibration."""
+    write_pts(tmp_path / "a.pts", RNG.uniform(1, 100, (68, 2)))
+    write_pts(tmp_path / "b.pts", np.full((68, 2), 50.0))
+    with pytest.raises(DataError, match=r"b.pts: degenerate points: the landmark box is 0 x 0 px") as info:
+        read_300w(tmp_path)
+    assert "\n" not in str(info.value)
+    with caplog.at_level(logging.WARNING, logger="landmark.data.readers"):
+        assert [r.image_path.name for r in read_300w(tmp_path, skip_invalid=True)] == ["a.jpg"]
+    assert "skipped 1 of 2 samples" in caplog.text
+    corners = RNG.uniform(1, 100, (68, 2))
+    corners[45] = corners[36]
+    write_pts(tmp_path / "b.pts", corners)
+    with pytest.raises(DataError, match=r"b.pts: degenerate points: the outer eye corners \(points 36 and 45\)"):
+        read_300w(tmp_path)
+
+
 # --- CSV / JSON ------------------------------------------------------------------------------------------------
 
 
@@ -278,6 +298,42 @@ def test_json_reads_and_validates(tmp_path):
     (tmp_path / "faces.json").write_text("{not json")
     with pytest.raises(DataError, match="faces.json: cannot read JSON"):
         read_table(tmp_path / "faces.json")
+
+
+def test_json_booleans_are_not_numbers(tmp_path):
+    (tmp_path / "a.jpg").touch()
+    (tmp_path / "faces.json").write_text(json.dumps([{"image": "a.jpg", "points": [[True, False]] * 68}]))
+    with pytest.raises(DataError, match=r"faces.json: entry 0: coordinate value 0 is not a number: True"):
+        read_table(tmp_path / "faces.json")
+
+
+def test_points_far_outside_the_image_are_refused(tmp_path):
+    cv2.imwrite(str(tmp_path / "a.png"), np.zeros((60, 80, 3), np.uint8))  # 80 x 60: the size is read, not guessed
+    points = RNG.uniform((-70, -50), (150, 110), (68, 2))  # outside the frame but within one image size of it
+    (tmp_path / "faces.json").write_text(json.dumps([{"image": "a.png", "points": points.tolist()}]))
+    assert len(read_table(tmp_path / "faces.json")) == 1
+    (tmp_path / "faces.json").write_text(json.dumps([{"image": "a.png", "points": (points + 1e7).tolist()}]))
+    with pytest.raises(DataError, match=r"faces.json: entry 0: point 0 .* more than one image size outside the 80x60"):
+        read_table(tmp_path / "faces.json")
+
+
+def test_data_format_decides_and_a_mismatching_suffix_is_refused(tmp_path):
+    (tmp_path / "a.jpg").touch()
+    write_csv(tmp_path / "faces.csv", [["a.jpg", 1, 2, 3, 4, 5, 6]])
+    with pytest.raises(DataError, match=r"faces.csv: data format is json but the file is a .csv file"):
+        read_table(tmp_path / "faces.csv", fmt="json")
+    assert len(build_records({"format": "csv", "root": str(tmp_path / "faces.csv")}, "test")) == 1
+    with pytest.raises(DataError, match="data format is json"):
+        build_records({"format": "json", "root": str(tmp_path / "faces.csv")}, "test")
+    (tmp_path / "faces.txt").write_text(json.dumps([{"image": "a.jpg", "points": [[1, 2], [3, 4]]}]))
+    assert len(read_table(tmp_path / "faces.txt", fmt="json")) == 1  # a neutral suffix: the format decides
+
+
+def test_csv_with_a_byte_order_mark(tmp_path):
+    (tmp_path / "a.jpg").touch()
+    write_csv(tmp_path / "faces.csv", [["a.jpg", 1, 2, 3, 4, 5, 6]])
+    (tmp_path / "faces.csv").write_bytes(b"\xef\xbb\xbf" + (tmp_path / "faces.csv").read_bytes())  # Excel's UTF-8
+    np.testing.assert_array_equal(read_table(tmp_path / "faces.csv")[0].points, [[1, 2], [3, 4], [5, 6]])
 
 
 # --- split -----------------------------------------------------------------------------------------------------

@@ -248,3 +248,25 @@ def test_command_rejects_bad_flags(argv: list[str], message: str, tmp_path: Path
     args = _parse(argv)
     with pytest.raises(LandmarkError, match=message.replace(".", r"\.")):
         args.run(args)
+
+
+def test_command_refuses_an_out_folder_that_already_holds_files(tmp_path: Path) -> None:
+    out = tmp_path / "synth"
+    args = _parse(["--out", str(out), "--n", "3", "--seed", "2"])
+    assert args.run(args) == 0
+    before = _hashes(out)
+    args = _parse(["--out", str(out), "--n", "2"])
+    with pytest.raises(LandmarkError, match=r"already holds files; choose another --out or delete it first"):
+        args.run(args)
+    assert _hashes(out) == before
+    (tmp_path / "empty").mkdir()  # an empty folder is fine
+    args = _parse(["--out", str(tmp_path / "empty"), "--n", "1"])
+    assert args.run(args) == 0
+
+
+def test_command_refuses_one_path_for_the_video_and_its_timeline(tmp_path: Path) -> None:
+    same = tmp_path / "drive.mp4"
+    args = _parse(["--video", str(same), "--timeline", str(same), "--seconds", "0.1"])
+    with pytest.raises(LandmarkError, match=r"--timeline .*drive\.mp4: is also the --video file"):
+        args.run(args)
+    assert not same.exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,9 @@ import torch
 import yaml
 
 from landmark.checkpoint import load_checkpoint, save_checkpoint
+from landmark.cli import main
+from landmark.config import CONFIG_DIR
+from landmark.data.readers import read_wflw
 from landmark.data.synthetic import write_synthetic_wflw
 from landmark.errors import ConfigError, LandmarkError
 from landmark.train.config import resolve_train_config
@@ -32,6 +36,21 @@ def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_config(root: Path, *extra: str) -> dict:
     overrides = [f"data.root={root}", "data.workers=0", "train.batch_size=16", "model.width=0.25", *extra]
     return resolve_train_config(SYNTHETIC_CONFIG, overrides)
+
+
+def write_300w_folder(synthetic_root: Path, folder: Path, n: int) -> Path:
+    """The first ``n`` synthetic training faces as a 300-W folder: each image with its 1-based ``.pts``."""
+    folder.mkdir(parents=True)
+    for i, record in enumerate(read_wflw(synthetic_root, "train")[:n]):
+        (folder / f"face{i}.png").symlink_to(record.image_path)
+        rows = "\n".join(f"{x + 1:.3f} {y + 1:.3f}" for x, y in record.points)
+        (folder / f"face{i}.pts").write_text(f"version: 1\nn_points: {len(record.points)}\n{{\n{rows}\n}}\n")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def five_faces(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_300w_folder(synthetic_root, tmp_path_factory.mktemp("five") / "faces", 5)
 
 
 def test_short_training_lowers_validation_nme(synthetic_root: Path, tmp_path: Path) -> None:
@@ -93,6 +112,57 @@ def test_resume_refuses_a_checkpoint_with_other_landmarks(synthetic_root: Path, 
     save_checkpoint(state, tmp_path / "run" / "last.pt")
     with pytest.raises(LandmarkError, match="checkpoint predicts 68 points but the config asks for 98"):
         train(cfg, tmp_path / "run", resume=tmp_path / "run", progress=False)
+
+
+def test_resume_refuses_a_changed_model_or_optimizer(five_faces: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    train(tiny_config(five_faces, "data.format=300w", "train.epochs=2"), run, progress=False, stop_after=1)
+    # the weights would not fit (a size mismatch) / SGD would look for momentum in AdamW's state (a KeyError)
+    for change, key in [("model.width=0.5", r"model\.width"), ("optim.name=sgd", r"optim\.name")]:
+        cfg = tiny_config(five_faces, "data.format=300w", "train.epochs=2", change)
+        with pytest.raises(LandmarkError, match=rf"made with a different model/optimizer config \({key}\)"):
+            train(cfg, run, resume=run, progress=False)
+
+
+def test_last_batch_of_one_face_is_dropped_and_a_small_set_trains_as_one_batch(
+    five_faces: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # 5 faces in batches of 4 left a batch of one face, which BatchNorm refuses while training
+    cfg = tiny_config(five_faces, "data.format=300w", "train.epochs=1", "train.batch_size=4")
+    with caplog.at_level("INFO", logger="landmark.train.trainer"):
+        train(cfg, tmp_path / "four", progress=False)
+    assert "1 steps per epoch" in caplog.text
+    # without data.val_fraction a 300-W run validates on its training faces: say so
+    assert "no data.val_fraction: validating on the training faces themselves" in caplog.text
+    caplog.clear()
+    cfg = tiny_config(five_faces, "data.format=300w", "train.epochs=1", "train.batch_size=64")
+    with caplog.at_level("INFO", logger="landmark.train.trainer"):
+        train(cfg, tmp_path / "all", progress=False)
+    assert "train.batch_size 64 is more than the 5 training faces: training with batches of 5" in caplog.text
+    assert load_checkpoint(tmp_path / "all" / "last.pt")["epoch"] == 1
+
+
+def test_too_few_faces_to_train_or_to_split(synthetic_root: Path, tmp_path: Path) -> None:
+    one_face = write_300w_folder(synthetic_root, tmp_path / "one", 1)
+    cfg = tiny_config(one_face, "data.format=300w", "data.val_fraction=0.1")
+    with pytest.raises(ConfigError, match=r"data\.val_fraction: 0\.1 of 1 faces leaves no validation face"):
+        train(cfg, tmp_path / "split", progress=False)
+    with pytest.raises(LandmarkError, match=r"data\.root: 1 training face\(s\) in .*; training needs at least 2"):
+        train(tiny_config(one_face, "data.format=300w"), tmp_path / "single", progress=False)
+
+
+def test_eval_refuses_an_empty_split_and_a_negative_seed(
+    synthetic_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    one_face = write_300w_folder(synthetic_root, tmp_path / "one", 1)
+    assert main(["eval", "--data-format", "300w", "--data", str(one_face), "--val-fraction", "0.5"]) == 2
+    err = capsys.readouterr().err  # it read "... but DIR has -point annotations"
+    message = f"{one_face}: --val-fraction 0.5 leaves no validation face (splitting needs 2 or more)"
+    assert err == f"landmark eval: error: {message}\n"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["eval", "--data-format", "300w", "--data", str(one_face), "--split-seed", "-5"])
+    assert exit_info.value.code == 2
+    assert "argument --split-seed: expected an integer >= 0, got '-5'" in capsys.readouterr().err
 
 
 def test_model_init_starts_from_a_checkpoint_with_a_fresh_schedule(synthetic_root: Path, tmp_path: Path) -> None:
@@ -182,11 +252,37 @@ def write_config(tmp_path: Path, change: dict) -> Path:
         ({"data.detector": "hog"}, r"data\.detector: expected one of haar, mediapipe, yunet, dlib, got 'hog'"),
         ({"data.landmark_box_share": 1.5}, r"data\.landmark_box_share: expected a fraction in \[0, 1\], got 1\.5"),
         ({"data.landmark_box_share": 0.5, "data.box_source": "points"}, r"landmark_box_share: needs data\.box_source"),
+        ({"schedule.min_lr": -1}, r"train\.yaml: schedule\.min_lr: expected a number >= 0, got -1"),
+        ({"schedule.min_lr": 0.1}, r"schedule\.min_lr: expected at most optim\.lr \(0\.005\), got 0\.1"),
+        ({"schedule.gamma": -1}, r"schedule\.gamma: expected a decay factor in \(0, 1\] such as 0\.1, got -1"),
+        ({"schedule.warmup_epochs": -1}, r"schedule\.warmup_epochs: expected a number in \[0, train\.epochs = 30\]"),
+        ({"schedule.warmup_epochs": 31}, r"schedule\.warmup_epochs: expected a number in \[0, train\.epochs = 30\]"),
+        ({"schedule.milestones": ["a"]}, r"schedule\.milestones: expected a list of epochs \(integers >= 1\)"),
+        ({"schedule.milestones": [[1]]}, r"schedule\.milestones: expected a list of epochs \(integers >= 1\)"),
+        ({"train.grad_clip": -1}, r"train\.grad_clip: expected a maximum gradient norm > 0, or 0 or null for none"),
+        ({"optim.weight_decay": -1}, r"optim\.weight_decay: expected a number >= 0, got -1"),
+        ({"optim.momentum": -1}, r"optim\.momentum: expected a number in \(0, 1\) such as 0\.9, got -1"),
+        ({"train.seed": -1}, r"train\.seed: expected an integer >= 0, got -1"),
+        ({"data.split_seed": -1}, r"data\.split_seed: expected an integer >= 0, got -1"),
     ],
 )
 def test_bad_configs_name_the_key(tmp_path: Path, change: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         resolve_train_config(write_config(tmp_path, change))
+
+
+def test_grad_clip_zero_or_null_means_no_clipping(tmp_path: Path) -> None:
+    for off in (0, None):
+        assert resolve_train_config(write_config(tmp_path, {"train.grad_clip": off}))["train"]["grad_clip"] == off
+
+
+def test_minimal_yaml_anywhere_uses_the_builtin_model_config(tmp_path: Path) -> None:
+    minimal = tmp_path / "x.yaml"
+    minimal.write_text("data:\n  root: /some/where\n")  # the default model config, not ../models beside x.yaml
+    assert resolve_train_config(minimal)["model"]["config"] == str(CONFIG_DIR / "models" / "pfld.yaml")
+    minimal.write_text("model:\n  config: models/mine.yaml\ndata:\n  root: /some/where\n")
+    with pytest.raises(ConfigError, match=re.escape(f"{tmp_path / 'models' / 'mine.yaml'}: config file not found")):
+        resolve_train_config(minimal)  # a path the user wrote stays relative to their YAML
 
 
 def test_set_overrides_and_their_errors(tmp_path: Path) -> None:
@@ -285,3 +381,22 @@ def test_torchrun_two_cpu_processes(synthetic_root: Path, tmp_path: Path) -> Non
     state = load_checkpoint(tmp_path / "ddp" / "last.pt")
     assert state["epoch"] == 1
     assert not any(name.startswith("module.") for name in state["model"])
+
+
+def test_train_refuses_an_out_folder_that_holds_a_run_unless_resumed(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from landmark import cli
+
+    run = tmp_path / "keep"
+    run.mkdir()
+    (run / "metrics.csv").write_text("epoch,train_loss\n1,0.5\n")
+    args = ["train", "--config", str(SYNTHETIC_CONFIG), "--set", f"data.root={tmp_path / 'nodata'}"]
+    assert cli.main([*args, "--out", str(run)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "already holds a run (metrics.csv)" in err[0]
+    assert f"--resume {run}" in err[0] and "another --out" in err[0]
+    assert [p.name for p in run.iterdir()] == ["metrics.csv"]
+    assert (run / "metrics.csv").read_text() == "epoch,train_loss\n1,0.5\n"
+    assert cli.main([*args, "--resume", str(run)]) == 2  # allowed: it stops later, at the missing data
+    assert "already holds a run" not in capsys.readouterr().err

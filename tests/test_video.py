@@ -144,6 +144,30 @@ def test_the_jsonl_log_is_readable_after_every_line(tmp_path: Path):
     log = JsonlLog(tmp_path / "log.jsonl")
     log.write({"frame": 0, "face": True})
     log.write({"frame": 1, "face": False})
-    lines = (tmp_path / "log.jsonl").read_text().splitlines()  # before close: flushed per line
+    lines = log.temp_path.read_text().splitlines()  # before close: flushed per line
     assert [json.loads(line)["frame"] for line in lines] == [0, 1]
     log.close()
+    assert (tmp_path / "log.jsonl").read_text().splitlines() == lines and not log.temp_path.exists()
+
+
+def test_outputs_of_a_failed_run_leave_older_files_untouched(tmp_path: Path):
+    old_log, old_video = tmp_path / "keep.jsonl", tmp_path / "keep.mp4"
+    old_log.write_text('{"frame": 0}\n')
+    old_video.write_bytes(b"an older video")
+    log = JsonlLog(old_log)
+    assert old_log.read_text() == '{"frame": 0}\n'  # not truncated when the new log opens
+    log.write({"frame": 0, "face": False})
+    writer = VideoWriter(old_video, fps=10.0)
+    writer.write(np.zeros((48, 64, 3), np.uint8))
+    writer.close(keep=False)
+    log.close(keep=False)
+    assert old_log.read_text() == '{"frame": 0}\n' and old_video.read_bytes() == b"an older video"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.jsonl", "keep.mp4"]  # no temporary file left
+
+
+def test_frames_too_small_to_encode_are_one_line_errors(tmp_path: Path):
+    writer = VideoWriter(tmp_path / "tiny.mp4", fps=10.0)
+    with pytest.raises(LandmarkError, match=r"tiny\.mp4: cannot open an MP4 \(mp4v\) video writer for .* 1x1 frames"):
+        writer.write(np.zeros((1, 1, 3), np.uint8))
+    writer.close()  # nothing to rename, no error
+    assert not any(tmp_path.iterdir())

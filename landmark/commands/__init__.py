@@ -24,6 +24,11 @@ def positive_int(text: str) -> int:
     return int(_number(text, int, 1, True, "a positive integer"))
 
 
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    return int(_number(text, int, 0, True, "an integer >= 0"))
+
+
 def positive_float(text: str) -> float:
     """argparse type: a number > 0."""
     return float(_number(text, float, 0.0, False, "a positive number"))

@@ -10,6 +10,7 @@ from landmark.commands import positive_int
 from landmark.commands.output import write_json
 from landmark.config import shared_data_dir
 from landmark.errors import LandmarkError
+from landmark.files import check_writable
 
 DLIB_ROUNDS = 5  # alternating rounds of ours and dlib in `--dlib`
 
@@ -161,6 +162,8 @@ SECTIONS = {"data": bench_data, "train": bench_train, "infer": bench_infer, "dem
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.json and args.json != "-":
+        check_writable(args.json, "--json")  # now, not after minutes of benchmarks
     sections = [name for name in SECTIONS if getattr(args, name) not in (None, False)]
     sections = sections or [name for name in SECTIONS if name != "dlib"]  # dlib is optional: only when asked
     results = {}

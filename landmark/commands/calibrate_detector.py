@@ -13,6 +13,7 @@ from landmark.commands.output import write_json
 from landmark.config import shared_data_dir
 from landmark.detect import DETECTORS
 from landmark.errors import LandmarkError
+from landmark.files import check_writable
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -31,6 +32,8 @@ def run(args: argparse.Namespace) -> int:
     from landmark.detect import build_detector
     from landmark.detect.calibration import fit_box_calibration
 
+    if args.json and args.json != "-":
+        check_writable(args.json, "--json")  # before detecting faces in the whole folder
     folder = args.data or shared_data_dir() / "faces300w" / "train"
     detector = build_detector(args.detector, args.detector_model, fallback=False, photos=args.photos)
     try:

@@ -15,6 +15,8 @@ from landmark.commands import non_negative_float, positive_float, positive_int
 from landmark.demo_app import Window, check_model_path, display_problem, run_pipeline
 from landmark.detect import DETECTORS, build_detector
 from landmark.dms import load_dms_config
+from landmark.errors import LandmarkError
+from landmark.files import check_writable, same_path
 from landmark.tracking import TrackerConfig
 from landmark.video import source_kind
 
@@ -48,6 +50,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
+def check_outputs(source: str, output: Path | None, log: Path | None) -> None:
+    """Fail now, in one line, rather than with a traceback or a lost file after the run: the video is an .mp4
+    file path, and the video, the log and a source file are three different, writable files."""
+    if output is not None:
+        check_writable(output, "--output")
+        if output.suffix.lower() != ".mp4":
+            raise LandmarkError(f"--output {output}: expected a video file name ending in .mp4")
+    if log is not None:
+        check_writable(log, "--log")
+    if output is not None and log is not None and same_path(output, log):
+        raise LandmarkError(f"--log {log}: is also the --output video; give each its own path")
+    for flag, path in (("--output", output), ("--log", log)):
+        if path is not None and source_kind(source) == "file" and same_path(path, source):
+            raise LandmarkError(f"{flag} {path}: is the --source video; write another file")
+
+
 def run(args: argparse.Namespace) -> int:
     from landmark.inference.predictor import LandmarkPredictor
 
@@ -63,9 +81,12 @@ def run(args: argparse.Namespace) -> int:
     window = None
     output, log = args.output, args.log
     problem = None if args.headless else display_problem()
-    if args.headless or problem:
+    headless = args.headless or problem is not None
+    if headless:
         output = output or HEADLESS_VIDEO
         log = log or HEADLESS_LOG
+    check_outputs(args.source, output, log)
+    if headless:
         reason = "--headless" if args.headless else f"no display available ({problem})"
         print(f"{reason}: running headless; writing {output} and {log}", file=sys.stderr)
     else:

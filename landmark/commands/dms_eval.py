@@ -14,6 +14,7 @@ from landmark.commands import non_negative_float
 from landmark.commands.output import write_json
 from landmark.dms.config import load_dms_config
 from landmark.dms.evaluate import (
+    check_log_covers,
     events_from_log,
     load_log,
     load_timeline,
@@ -58,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
         source = "truth-points"
     else:
         lines = load_log(args.log)
+        check_log_covers(lines, timeline, args.log, args.timeline)
         source = str(args.log)
     scores = score_events(events_from_log(lines), truth_events(timeline, args.timeline), args.tolerance)
 

@@ -13,13 +13,14 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from landmark.checkpoint import default_model_path, load_model
-from landmark.commands import positive_int
-from landmark.commands.output import write_atomic, write_json
+from landmark.commands import non_negative_int, positive_int
+from landmark.commands.output import write_json
 from landmark.data.crop import face_box_from_points
 from landmark.data.dataset import LandmarkDataset, build_records, load_image
 from landmark.detect import build_detector
 from landmark.detect.calibration import boxes_from_detector
 from landmark.errors import LandmarkError
+from landmark.files import check_writable, make_folder, write_atomic
 from landmark.inference.dlib_predictor import DlibShapePredictor
 from landmark.train.evaluate import evaluate_predictions, predict_loader
 from landmark.train.metrics import plot_ced, source_subsets
@@ -59,7 +60,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="evaluate only the held-out validation part of DATA, split as a training config with "
         "data.val_fraction F does (e.g. 0.1 for configs/train/300w_68.yaml)",
     )
-    parser.add_argument("--split-seed", type=int, default=0, help="data.split_seed of that config (default 0)")
+    parser.add_argument(
+        "--split-seed", type=non_negative_int, default=0, help="data.split_seed of that config (default 0)"
+    )
     parser.add_argument("--skip-invalid", action="store_true", help="skip malformed samples instead of stopping")
     parser.add_argument("--json", metavar="PATH", help="write the results as JSON ('-' for standard output)")
     parser.add_argument("--report", type=Path, metavar="DIR", help="write report.md, ced.png and results.json here")
@@ -70,6 +73,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.dlib is not None and args.checkpoint:
         raise LandmarkError("--dlib and --checkpoint: choose one model to evaluate")
+    if args.json and args.json != "-":  # output paths are checked before the evaluation, not after it
+        check_writable(args.json, "--json")
+    if args.report:
+        check_writable(args.report, "--report", folder=True)
     if args.dlib is not None:
         dlib_model = DlibShapePredictor(args.dlib or None)
         scheme, source = dlib_model.scheme, f"dlib:{dlib_model.path}"
@@ -81,6 +88,12 @@ def run(args: argparse.Namespace) -> int:
     if args.val_fraction is not None:
         data_cfg.update(val_fraction=args.val_fraction, split_seed=args.split_seed)
     records = build_records(data_cfg, "val" if args.val_fraction is not None else "test")
+    if not records and args.val_fraction is not None:  # the split of a one-face folder
+        raise LandmarkError(
+            f"{args.data}: --val-fraction {args.val_fraction} leaves no validation face (splitting needs 2 or more)"
+        )
+    if not records:
+        raise LandmarkError(f"{args.data}: no faces to evaluate")
     counts = {len(r.points) for r in records}
     if counts != {scheme.num_points}:
         raise LandmarkError(
@@ -175,7 +188,7 @@ def format_summary(result: dict) -> str:
 
 
 def write_report(result: dict, nme: np.ndarray, folder: Path) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
+    make_folder(folder, "--report")
     plot_ced({f"{result['scheme']} (n={result['n']})": nme}, folder / "ced.png")
     write_atomic(folder / "results.json", json.dumps(result, indent=2) + "\n")
     worst = np.argsort(result["per_landmark"])[::-1][:5]

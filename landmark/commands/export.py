@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from landmark.errors import LandmarkError
+from landmark.files import check_writable, make_folder, same_path
 
 DATA_FORMATS = ("300w", "wflw", "csv", "json")
 
@@ -14,7 +15,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("export", help="export a checkpoint to ONNX (optionally also INT8)")
     parser.add_argument("--checkpoint", type=Path, required=True, help="a .pt checkpoint (e.g. runs/NAME/best.pt)")
     parser.add_argument("--out", type=Path, required=True, help="the fp32 ONNX file to write, e.g. model.onnx")
-    parser.add_argument("--opset", type=int, default=17, help="ONNX opset, 17 or newer (default: %(default)s)")
+    parser.add_argument("--opset", type=int, default=17, help="ONNX opset, 17 to 20 (default: %(default)s)")
     parser.add_argument(
         "--int8",
         action="store_true",
@@ -39,14 +40,43 @@ def int8_path(out: Path) -> Path:
     return out.with_name(f"{out.stem}.int8{out.suffix or '.onnx'}")
 
 
-def run(args: argparse.Namespace) -> int:
-    from landmark.inference.export import export_checkpoint
+def check_outputs(args: argparse.Namespace) -> None:
+    """Refuse outputs that would overwrite the checkpoint being exported or each other, or cannot be written."""
+    outputs = [("--out", args.out)]
+    if args.pt:
+        outputs.append(("--pt", args.pt))
+    if args.int8:
+        outputs.append(("the INT8 model", int8_path(args.out)))
+    for i, (label, path) in enumerate(outputs):
+        if same_path(path, args.checkpoint):
+            raise LandmarkError(f"{label} {path}: is the checkpoint being exported (--checkpoint); write another file")
+        for other_label, other in outputs[:i]:
+            if same_path(path, other):
+                raise LandmarkError(f"{label} {path}: {other_label} writes the same file; give each its own path")
+        check_writable(path, label)
 
+
+def run(args: argparse.Namespace) -> int:
+    from landmark.inference.export import check_opset, export_checkpoint
+
+    check_opset(args.opset)  # before any slow work: the exporter would fail only after loading everything
     if args.int8 and args.calibration is None:
         raise LandmarkError("--int8 needs --calibration DATA (annotated faces, see --data-format)")
     if args.calibration_size <= 0:
         raise LandmarkError(f"--calibration-size: expected a positive number, got {args.calibration_size}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
+    check_outputs(args)
+    crops = None
+    if args.int8:  # read the calibration faces first: bad --calibration data must not leave a new .onnx behind
+        from landmark.checkpoint import load_model
+        from landmark.inference.export import crop_scale_of
+        from landmark.inference.quantize import dataset_crops
+
+        model, scheme, state = load_model(args.checkpoint)
+        size = int(model.input_size)
+        crops = dataset_crops(
+            args.data_format, args.calibration, scheme, size, crop_scale_of(state), args.calibration_size
+        )
+    make_folder(args.out.parent, "--out")
     summary = export_checkpoint(args.checkpoint, args.out, args.opset)
     print(
         f"wrote {summary['path']} ({summary['bytes'] / 1024:.0f} KB, opset {summary['opset']}); "
@@ -60,7 +90,9 @@ def run(args: argparse.Namespace) -> int:
     if args.int8:
         from landmark.inference.quantize import export_int8
 
-        int8 = export_int8(args.out, int8_path(args.out), args.data_format, args.calibration, args.calibration_size)
+        int8 = export_int8(
+            args.out, int8_path(args.out), args.data_format, args.calibration, args.calibration_size, crops
+        )
         print(f"wrote {int8['path']} ({int8['bytes'] / 1024:.0f} KB, INT8 QDQ per-channel)")
         print(
             f"NME on {int8['n']} crops of {args.calibration}: fp32 {int8['nme_fp32']:.4f} -> "

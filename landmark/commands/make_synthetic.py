@@ -12,6 +12,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from landmark.errors import LandmarkError
+from landmark.files import check_writable, same_path
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -54,8 +55,9 @@ def _check_args(args: argparse.Namespace) -> str:
             raise LandmarkError(f"--test-fraction must be in [0, 1), got {args.test_fraction}")
         if args.size < 64:
             raise LandmarkError(f"--size must be >= 64 pixels, got {args.size}")
-        if args.out.exists() and not args.out.is_dir():
-            raise LandmarkError(f"--out {args.out}: exists and is not a folder")
+        check_writable(args.out, "--out", folder=True)
+        if args.out.is_dir() and any(args.out.iterdir()):  # new lists would orphan the old images, or mix with them
+            raise LandmarkError(f"--out {args.out}: already holds files; choose another --out or delete it first")
         return "images"
     if args.video is None or args.timeline is None:
         raise LandmarkError("a driver video needs both --video OUT.mp4 and --timeline OUT.json")
@@ -70,6 +72,8 @@ def _check_args(args: argparse.Namespace) -> str:
     for flag, path in (("--video", args.video), ("--timeline", args.timeline)):
         if not path.parent.is_dir():
             raise LandmarkError(f"{flag} {path}: folder {path.parent} does not exist")
+    if same_path(args.video, args.timeline):
+        raise LandmarkError(f"--timeline {args.timeline}: is also the --video file; give each its own path")
     return "video"
 
 

@@ -110,7 +110,7 @@ def predict_images(
     """
     from tqdm import tqdm
 
-    from landmark.commands.output import write_atomic
+    from landmark.files import write_atomic
 
     results: list[dict[str, Any]] = []
     skipped = 0
@@ -144,15 +144,35 @@ def predict_images(
     return results, skipped
 
 
+def check_outputs(out: Path, json_path: str | None, paths: list[Path]) -> None:
+    """Refuse outputs that would land on the inputs: an --out folder holding input images (an annotated
+    NAME.jpg replaces a photo NAME.jpg, and the next run reads the copies as photos) or a --json image."""
+    from landmark.files import check_writable, same_path
+
+    for path in paths:
+        if same_path(path.parent, out):
+            raise LandmarkError(
+                f"--out {out}: holds the input image {path} (annotated copies would overwrite or mix with the "
+                "photos); choose another --out"
+            )
+        if json_path not in (None, "-") and same_path(json_path, path):
+            raise LandmarkError(f"--json {json_path}: is an input image; choose another file")
+    check_writable(out, "--out", folder=True)
+    if json_path not in (None, "-"):
+        check_writable(json_path, "--json")
+
+
 def run(args: argparse.Namespace) -> int:
     from landmark.commands.output import write_json
+    from landmark.files import make_folder
     from landmark.inference.predictor import LandmarkPredictor
 
     paths = image_paths(args.inputs)
+    check_outputs(args.out, args.json, paths)
     model_path = args.model or default_model_path()
     predictor = LandmarkPredictor.from_path(model_path, threads=args.threads, flip_test=args.flip_test)
     detector = build_detector(args.detector, args.detector_model, photos=True)
-    args.out.mkdir(parents=True, exist_ok=True)
+    make_folder(args.out, "--out")
     results, skipped = predict_images(paths, predictor, detector, args.out, progress=len(paths) > PROGRESS_MIN_IMAGES)
     if not results:
         raise LandmarkError(f"none of the {len(paths)} images could be read")

@@ -8,7 +8,11 @@ import time
 from pathlib import Path
 
 from landmark.commands import positive_int
+from landmark.errors import LandmarkError
+from landmark.files import check_writable
 from landmark.train.config import resolve_train_config
+
+RUN_FILES = ("last.pt", "best.pt", "metrics.csv")  # what a run folder holds once training has started
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -41,6 +45,14 @@ def run(args: argparse.Namespace) -> int:
     out_dir = args.out or args.resume
     if out_dir is None:
         out_dir = Path("runs") / f"{args.config.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    label = "--out" if args.out or not args.resume else "--resume"
+    held = [name for name in RUN_FILES if (out_dir / name).exists()]
+    if held and args.resume is None:  # a new run would replace that run's checkpoints and metrics
+        raise LandmarkError(
+            f"--out {out_dir}: already holds a run ({held[0]}); continue it with --resume {out_dir} "
+            "or choose another --out"
+        )
+    check_writable(out_dir, label, folder=True)  # now, not after the first epoch
     result = train(cfg, out_dir, resume=args.resume, progress=not args.no_progress, stop_after=args.stop_after)
     if int(os.environ.get("RANK", 0)) == 0:
         history = result["history"]

@@ -34,6 +34,7 @@ import cv2
 import numpy as np
 import yaml
 
+from landmark.config import read_yaml_text
 from landmark.data.crop import crop_image, crop_matrix, mirror_crop_matrix, points_to_crop
 from landmark.data.schemes import Scheme
 from landmark.errors import ConfigError, first_line
@@ -130,9 +131,7 @@ def load_augment_config(name_or_path: str | Path) -> dict:
     if not path.suffix and not path.exists():
         path = CONFIG_DIR / f"{name_or_path}.yaml"
     try:
-        config = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise ConfigError(f"{path}: cannot read augmentation config: {error.strerror}") from None
+        config = yaml.safe_load(read_yaml_text(path))
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: invalid YAML: {first_line(error, None)}") from None
     return validate_augment_config(config, str(path))

@@ -158,7 +158,7 @@ def build_records(data_cfg: dict, split: str) -> list[FaceRecord]:
     elif fmt == "300w":
         records = read_300w(Path(root), skip_invalid=skip_invalid)
     else:
-        records = read_table(Path(root), skip_invalid=skip_invalid)
+        records = read_table(Path(root), skip_invalid=skip_invalid, fmt=fmt)
 
     if val_fraction is None or split == "test":
         return records

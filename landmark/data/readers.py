@@ -19,6 +19,10 @@ JSON -- a list of faces::
       "box": [x_min, y_min, x_max, y_max]}]
 
   ``box`` is optional.
+
+Every reader also refuses faces no metric can score: degenerate points (a landmark box or, for the 68- and
+98-point schemes, an eye-corner or eye-centre distance under ``MIN_SPAN_PX``) and points farther than one
+image size outside their image.
 """
 
 from __future__ import annotations
@@ -32,7 +36,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
+from landmark.data.schemes import scheme_for
 from landmark.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -42,6 +48,9 @@ WFLW_POINTS = 98
 WFLW_LIST_DIR = Path("WFLW_annotations") / "list_98pt_rect_attr_train_test"
 IMAGE_SUFFIXES = (".jpg", ".png", ".jpeg", ".ppm")
 BOX_COLUMNS = ("box_x_min", "box_y_min", "box_x_max", "box_y_max")
+TABLE_FORMATS = ("csv", "json")
+# Below one pixel an annotation cannot tell points apart, and NME divides by these distances.
+MIN_SPAN_PX = 1.0
 
 
 @dataclass
@@ -60,6 +69,8 @@ def _numbers(values: Iterable[str], where: str, what: str) -> np.ndarray:
     """Parse text fields as finite floats, naming the first bad one."""
     out = []
     for i, text in enumerate(values):
+        if isinstance(text, bool):  # JSON true/false: float() would take them as 1.0 / 0.0
+            raise DataError(f"{where}: {what} value {i} is not a number: {text!r}")
         try:
             value = float(text)
         except (TypeError, ValueError):
@@ -80,6 +91,56 @@ def _check_image(path: Path, where: str) -> Path:
     if not path.is_file():
         raise DataError(f"{where}: image not found: {path}")
     return path
+
+
+def _image_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) from the image header, or None when it is not a readable image: decoding it (and the
+    error for an image that does not decode) is left to ``load_image``, when the sample is used."""
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return None
+
+
+def _check_points(points: np.ndarray, image_path: Path, where: str) -> np.ndarray:
+    """Refuse points that no metric can score: a degenerate face (every NME normaliser -- landmark box,
+    inter-ocular and inter-pupil distance -- must be at least ``MIN_SPAN_PX``) or points far outside the
+    image (more than one image size beyond its edges: a unit or offset mistake, not a face)."""
+    span = points.max(axis=0) - points.min(axis=0)
+    if span.min() < MIN_SPAN_PX:
+        raise DataError(
+            f"{where}: degenerate points: the landmark box is {span[0]:g} x {span[1]:g} px "
+            f"(expected a face at least {MIN_SPAN_PX:g} px wide and tall)"
+        )
+    try:
+        scheme = scheme_for(len(points))
+    except ValueError:  # a scheme of our own has no known eye corners; the box check above still applies
+        scheme = None
+    if scheme is not None:
+        a, b = scheme.nme_indices
+        centres = scheme.eye_centres(points.astype(np.float64))
+        for name, distance in (
+            (f"outer eye corners (points {a} and {b})", np.linalg.norm(points[a] - points[b])),
+            ("eye centres", np.linalg.norm(centres[0] - centres[1])),
+        ):
+            if not distance >= MIN_SPAN_PX:
+                raise DataError(
+                    f"{where}: degenerate points: the {name} are {distance:g} px apart "
+                    f"(expected at least {MIN_SPAN_PX:g} px)"
+                )
+    size = _image_size(image_path)
+    if size is not None:
+        width, height = size
+        side = max(size)  # on both axes: cv2.imread turns EXIF-rotated photos, swapping width and height
+        outside = np.flatnonzero(((points < -side) | (points > 2 * side - 1)).any(axis=1))
+        if outside.size:
+            x, y = points[outside[0]]
+            raise DataError(
+                f"{where}: point {outside[0]} ({x:g}, {y:g}) lies more than one image size outside the "
+                f"{width}x{height} image {image_path.name} ({outside.size} such points)"
+            )
+    return points
 
 
 class _PointCount:
@@ -115,9 +176,9 @@ def _collect(items: Iterable, parse: Callable, name: Path, skip_invalid: bool) -
 
 
 def _text_lines(path: Path) -> list[tuple[int, str]]:
-    """(1-based line number, text) of the non-blank lines of a text file."""
+    """(1-based line number, text) of the non-blank lines of a text file (a leading UTF-8 BOM is dropped)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as error:
         raise DataError(f"{path}: cannot read annotation file: {error}") from None
     return [(n, line) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
@@ -176,7 +237,7 @@ def read_wflw(
             raise DataError(f"{where}: attribute flags must be 0 or 1, got {' '.join(flags)}")
         image_path = _check_image(images_root / fields[-1], where)
         attributes = np.asarray([int(flag) for flag in flags], dtype=np.uint8)
-        return FaceRecord(image_path, points, box, attributes, where)
+        return FaceRecord(image_path, _check_points(points, image_path, where), box, attributes, where)
 
     return _collect(_text_lines(list_path), parse, list_path, skip_invalid)
 
@@ -238,7 +299,8 @@ def read_300w(folder: Path, num_points: int | None = None, skip_invalid: bool = 
     def parse(pts_path: Path) -> FaceRecord:
         points = _parse_pts(pts_path)
         count.check(points, str(pts_path))
-        return FaceRecord(_image_beside(pts_path), points, source=str(pts_path))
+        image_path = _image_beside(pts_path)
+        return FaceRecord(image_path, _check_points(points, image_path, str(pts_path)), source=str(pts_path))
 
     return _collect(sorted(folder.glob("*.pts")), parse, folder, skip_invalid)
 
@@ -248,7 +310,8 @@ def read_300w(folder: Path, num_points: int | None = None, skip_invalid: bool = 
 
 def _read_csv(path: Path, count: _PointCount, skip_invalid: bool) -> list[FaceRecord]:
     try:
-        with path.open(newline="", encoding="utf-8") as file:
+        # utf-8-sig: spreadsheet programs often start a CSV with a byte-order mark
+        with path.open(newline="", encoding="utf-8-sig") as file:
             rows = [(n, row) for n, row in enumerate(csv.reader(file), start=1) if any(c.strip() for c in row)]
     except (OSError, UnicodeDecodeError, csv.Error) as error:
         raise DataError(f"{path}: cannot read CSV: {error}") from None
@@ -274,14 +337,15 @@ def _read_csv(path: Path, count: _PointCount, skip_invalid: bool) -> list[FaceRe
         points = _numbers(row[1 : 1 + 2 * k], where, "coordinate").reshape(k, 2)
         count.check(points, where)
         box = _check_box(_numbers(row[-4:], where, "box"), where) if has_box else None
-        return FaceRecord(_check_image(path.parent / row[0].strip(), where), points, box, source=where)
+        image_path = _check_image(path.parent / row[0].strip(), where)
+        return FaceRecord(image_path, _check_points(points, image_path, where), box, source=where)
 
     return _collect(rows[1:], parse, path, skip_invalid)
 
 
 def _read_json(path: Path, count: _PointCount, skip_invalid: bool) -> list[FaceRecord]:
     try:
-        entries = json.loads(path.read_text(encoding="utf-8"))
+        entries = json.loads(path.read_text(encoding="utf-8-sig"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise DataError(f"{path}: cannot read JSON: {error}") from None
     if not isinstance(entries, list):
@@ -303,22 +367,33 @@ def _read_json(path: Path, count: _PointCount, skip_invalid: bool) -> list[FaceR
                 raise DataError(f"{where}: 'box' must be [x_min, y_min, x_max, y_max]")
             box = _check_box(_numbers(box, where, "box"), where)
         image_path = _check_image(path.parent / str(entry["image"]), where)
-        return FaceRecord(image_path, points, box, source=where)
+        return FaceRecord(image_path, _check_points(points, image_path, where), box, source=where)
 
     return _collect(enumerate(entries), parse, path, skip_invalid)
 
 
-def read_table(path: Path, num_points: int | None = None, skip_invalid: bool = False) -> list[FaceRecord]:
-    """Read the project's CSV or JSON annotation table (format in the module docstring)."""
+def read_table(
+    path: Path, num_points: int | None = None, skip_invalid: bool = False, fmt: str | None = None
+) -> list[FaceRecord]:
+    """Read the project's CSV or JSON annotation table (format in the module docstring).
+
+    ``fmt`` ("csv" or "json") decides how the file is read; without it the suffix does. A .csv or .json file
+    given as the other format is refused rather than read as what its name says.
+    """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: annotation file not found")
+    suffix = path.suffix.lower().lstrip(".")
+    if fmt is None:
+        if suffix not in TABLE_FORMATS:
+            raise DataError(f"{path}: expected a .csv or .json annotation table")
+        fmt = suffix
+    elif fmt not in TABLE_FORMATS:
+        raise DataError(f"{path}: table format must be one of {', '.join(TABLE_FORMATS)}, got {fmt!r}")
+    elif suffix in TABLE_FORMATS and suffix != fmt:
+        raise DataError(f"{path}: data format is {fmt} but the file is a .{suffix} file")
     count = _PointCount(num_points)
-    if path.suffix.lower() == ".csv":
-        return _read_csv(path, count, skip_invalid)
-    if path.suffix.lower() == ".json":
-        return _read_json(path, count, skip_invalid)
-    raise DataError(f"{path}: expected a .csv or .json annotation table")
+    return _read_csv(path, count, skip_invalid) if fmt == "csv" else _read_json(path, count, skip_invalid)
 
 
 # --- splits ------------------------------------------------------------------------------------------------

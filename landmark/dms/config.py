@@ -14,6 +14,7 @@ from pathlib import Path
 
 import yaml
 
+from landmark.config import read_yaml_text
 from landmark.errors import ConfigError
 
 
@@ -96,10 +97,7 @@ def load_dms_config(path: str | Path | None = None) -> DMSConfig:
     if path is None:
         return DMSConfig()
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read DMS config ({e.strerror or e})") from None
+    text = read_yaml_text(path)
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as e:

@@ -26,6 +26,8 @@ from landmark.dms.monitor import DriverMonitor
 from landmark.errors import DataError
 
 EVENT_TYPES = ("blink", "microsleep", "yawn", "distraction", "face_missing")
+# How far a log's first and last times may miss the timeline's, in frames: a decoder may drop a frame at an end.
+COVER_FRAMES = 2
 
 
 @dataclass(frozen=True)
@@ -52,20 +54,54 @@ def load_timeline(path: str | Path) -> dict:
         scheme = scheme_for(timeline["scheme"])
     except ValueError as e:
         raise DataError(f"{path}: key 'scheme': {e}") from None
-    truth_events(timeline, source=path)  # checks every event
+    events = truth_events(timeline, source=path)  # checks every event
     frames = timeline["frames_truth"]
-    if not isinstance(frames, list):
-        raise DataError(f"{path}: key 'frames_truth' expected a list of frames")
+    if not isinstance(frames, list) or not frames:
+        raise DataError(f"{path}: key 'frames_truth' expected a non-empty list of frames")
+    fps = timeline.get("fps")
+    if fps is not None and not (_is_number(fps) and fps > 0):
+        raise DataError(f"{path}: key 'fps' expected a positive number, got {fps!r}")
+    count = timeline.get("frames")
+    if count is not None and count != len(frames):
+        raise DataError(f"{path}: key 'frames' says {count!r} frames but frames_truth has {len(frames)} (truncated?)")
     for i, frame in enumerate(frames):
         where = f"{path}: frames_truth[{i}]"
         if not isinstance(frame, dict) or not _is_number(frame.get("t")):
             raise DataError(f"{where}: expected an object with a numeric 't'")
+        if i and frame["t"] <= frames[i - 1]["t"]:
+            raise DataError(f"{where}: t {frame['t']} is not after the previous frame's t {frames[i - 1]['t']}")
         points = frame.get("points")
         if points is not None and (not isinstance(points, list) or len(points) != scheme.num_points):
             raise DataError(f"{where}: 'points' expected null or {scheme.num_points} [x, y] pairs")
         if points is not None and not all(_is_number(frame.get(k, 0.0)) for k in ("yaw", "pitch", "roll")):
             raise DataError(f"{where}: 'yaw', 'pitch' and 'roll' must be numbers (degrees)")
+    end = frames[-1]["t"] + frame_period(timeline)
+    for i, event in enumerate(events):
+        if event.end > end + 1e-3:  # slack for times rounded in the JSON
+            raise DataError(f"{path}: events[{i}]: ends at {event.end} s, after the last frame (t < {end:.4f} s)")
     return timeline
+
+
+def frame_period(timeline: dict) -> float:
+    """Seconds per frame of a checked timeline: 1 / fps, else the median step of frames_truth (0 for one frame)."""
+    if timeline.get("fps"):
+        return 1.0 / float(timeline["fps"])
+    times = [float(frame["t"]) for frame in timeline["frames_truth"]]
+    return float(np.median(np.diff(times))) if len(times) > 1 else 0.0
+
+
+def check_log_covers(lines: list[dict], timeline: dict, log_path: str | Path, timeline_path: str | Path) -> None:
+    """A log scored against a timeline must span the same frames, give or take ``COVER_FRAMES`` frames: a log
+    cut short, or one of another video, would otherwise be scored as missed or extra events."""
+    frames = timeline["frames_truth"]
+    tolerance = COVER_FRAMES * frame_period(timeline) + 1e-3  # logs round t to 0.1 ms
+    first, last = float(lines[0]["t"]), float(lines[-1]["t"])
+    start, stop = float(frames[0]["t"]), float(frames[-1]["t"])
+    if abs(first - start) > tolerance or abs(last - stop) > tolerance:
+        raise DataError(
+            f"{log_path}: the log runs from t {first:g} to {last:g} s but the timeline {timeline_path} from "
+            f"{start:g} to {stop:g} s (a log cut short, or of another video?)"
+        )
 
 
 def load_log(path: str | Path) -> list[dict]:
@@ -85,10 +121,19 @@ def load_log(path: str | Path) -> list[dict]:
             raise DataError(f"{path}: line {number}: not valid JSON ({e.msg})") from None
         if not isinstance(entry, dict) or not _is_number(entry.get("t")):
             raise DataError(f"{path}: line {number}: expected an object with a numeric 't'")
+        if lines and entry["t"] <= lines[-1]["t"]:
+            raise DataError(
+                f"{path}: line {number}: t {entry['t']} is not after the previous line's t {lines[-1]['t']} "
+                "(a reversed, repeated or concatenated log?)"
+            )
         events = entry.get("events", [])
         if not isinstance(events, list) or not all(_is_log_event(e) for e in events):
             raise DataError(f"{path}: line {number}: 'events' expected a list of {{'type', 'start'[, 'end']}}")
+        for e in events:
+            _check_event(e, f"{path}: line {number}")
         lines.append(entry)
+    if not lines:
+        raise DataError(f"{path}: empty DMS log (expected one JSON line per frame)")
     return lines
 
 
@@ -112,6 +157,14 @@ def _is_log_event(e: object) -> bool:
     )
 
 
+def _check_event(e: dict, where: str) -> None:
+    """A known event type, a start at or after 0 and an end (when given) not before the start."""
+    if e["type"] not in EVENT_TYPES:
+        raise DataError(f"{where}: unknown event type {e['type']!r}; expected one of {', '.join(EVENT_TYPES)}")
+    if e["start"] < 0 or e.get("end", e["start"]) < e["start"]:
+        raise DataError(f"{where}: {e['type']} event expected 0 <= start <= end, got {e['start']}..{e.get('end')}")
+
+
 def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -130,6 +183,7 @@ def truth_events(timeline: dict, source: str | Path = "timeline") -> list[Event]
         ok = ok and _is_number(e.get("start")) and _is_number(e.get("end")) and e["end"] >= e["start"]
         if not ok:
             raise DataError(f"{source}: events[{i}]: expected {{'type': str, 'start': s, 'end': s >= start}}")
+        _check_event(e, f"{source}: events[{i}]")
         out.append(Event(e["type"], float(e["start"]), float(e["end"])))
     return out
 

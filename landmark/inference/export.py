@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import warnings
 from pathlib import Path
 from typing import Any
@@ -27,14 +28,16 @@ import torch
 from torch import nn
 
 from landmark import __version__
-from landmark.commands.output import write_atomic
 from landmark.data.crop import IMAGE_MEAN, IMAGE_STD
-from landmark.data.schemes import Scheme
+from landmark.data.schemes import Scheme, scheme_for
 from landmark.errors import LandmarkError
+from landmark.files import write_atomic
+from landmark.models.pfld import MAX_INPUT_SIZE
 
 INPUT_NAME = "image"
 OUTPUT_NAME = "landmarks"
 DEFAULT_OPSET = 17
+MIN_OPSET = 17
 DEFAULT_CROP_SCALE = 1.25
 PARITY_TOLERANCE = 1e-4
 
@@ -125,7 +128,33 @@ def parse_metadata(props: dict[str, str], source: str) -> dict[str, Any]:
             out[key] = kind(props[key])
         except ValueError:
             raise LandmarkError(f"{source}: metadata {key}: expected {kind.__name__}, got {props[key]!r}") from None
+    check_metadata(out, source)
     return out
+
+
+def check_metadata(meta: dict[str, Any], source: str) -> None:
+    """Refuse metadata values a runtime would silently misuse: a negative crop scale mirrors the landmarks, and
+    crops are always prepared as ``landmark.data.crop`` does, so a file that asks for another normalisation
+    (``image_std: 0``) or channel order would be fed inputs it was not made for."""
+
+    def bad(key: str, expected: str) -> LandmarkError:
+        return LandmarkError(f"{source}: metadata {key}: expected {expected}, got {meta[key]!r}")
+
+    try:
+        scheme = scheme_for(meta["scheme"])
+    except ValueError as err:
+        raise LandmarkError(f"{source}: metadata scheme: {err}") from None
+    if meta["num_points"] != scheme.num_points:
+        raise bad("num_points", f"{scheme.num_points} (scheme {scheme.name})")
+    if not 0 < meta["input_size"] <= MAX_INPUT_SIZE:
+        raise bad("input_size", f"a crop size of 1 to {MAX_INPUT_SIZE} pixels")
+    if not (math.isfinite(meta["crop_scale"]) and meta["crop_scale"] > 0):
+        raise bad("crop_scale", "a positive number (the crop side over the face box side, e.g. 1.25)")
+    for key, value in (("image_mean", IMAGE_MEAN), ("image_std", IMAGE_STD)):
+        if not math.isclose(meta[key], value, rel_tol=1e-6):
+            raise bad(key, f"{value} (inputs are prepared as (bgr / 255 - {IMAGE_MEAN}) / {IMAGE_STD})")
+    if meta["color_order"] != "bgr":
+        raise bad("color_order", "'bgr' (the channel order crops are prepared in)")
 
 
 def load_onnx(path: str | Path) -> onnx.ModelProto:
@@ -149,10 +178,25 @@ def batchnorm_count(model: onnx.ModelProto) -> int:
     return sum(node.op_type == "BatchNormalization" for node in model.graph.node)
 
 
+def max_opset() -> int:
+    """The newest opset the installed torch's TorchScript exporter supports (newer ones only warn, or fail)."""
+    from torch.onnx import _constants
+
+    return getattr(_constants, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", DEFAULT_OPSET)
+
+
+def check_opset(opset: int) -> int:
+    """``opset`` if ``to_onnx`` can export it, else one ``LandmarkError`` line giving the range."""
+    if not MIN_OPSET <= opset <= max_opset():
+        raise LandmarkError(
+            f"--opset: expected {MIN_OPSET} to {max_opset()} (the newest the installed torch exports), got {opset}"
+        )
+    return opset
+
+
 def to_onnx(model: nn.Module, num_points: int, input_size: int, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
     """Trace ``model`` (eval mode, BatchNorm folded) into an ONNX graph with a dynamic batch axis."""
-    if opset < 17:
-        raise LandmarkError(f"--opset: expected 17 or newer, got {opset}")
+    check_opset(opset)
     was_training = model.training
     model.eval()
     buffer = io.BytesIO()

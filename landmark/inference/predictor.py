@@ -87,13 +87,47 @@ def onnx_session(model: str | Path | bytes, threads: int | None = None, source: 
         raise LandmarkError(f"{source}: not a usable ONNX model ({reason})") from None
 
 
-def onnx_backend(session) -> Backend:
+def onnx_backend(session, source: str = "ONNX model") -> Backend:
+    """Run an ONNX Runtime session; a model that fails to run (a graph that does not fit the crops its
+    metadata asks for) is one ``LandmarkError`` naming ``source``."""
     output_names = [OUTPUT_NAME]
 
     def run(batch: np.ndarray) -> np.ndarray:
-        return session.run(output_names, {INPUT_NAME: batch})[0]
+        try:
+            return session.run(output_names, {INPUT_NAME: batch})[0]
+        except Exception as err:  # ORT raises its own pybind exception types
+            raise LandmarkError(f"{source}: ONNX Runtime cannot run the model ({first_line(err)})") from None
 
     return run
+
+
+def check_onnx_graph(session, num_points: int, input_size: int, source: str) -> None:
+    """The graph's declared input (N, 3, S, S) and output (N, K, 2) must fit the metadata where their dims are
+    static, so a file whose metadata belongs to another graph is refused when it is loaded."""
+    for kind, args, name, expected in (
+        ("input", session.get_inputs(), INPUT_NAME, (None, 3, input_size, input_size)),
+        ("output", session.get_outputs(), OUTPUT_NAME, (None, num_points, 2)),
+    ):
+        found = {arg.name: arg for arg in args}
+        if name not in found:
+            raise LandmarkError(f"{source}: the graph has no {kind} '{name}' (its {kind}s: {', '.join(found)})")
+        arg = found[name]
+        if arg.type != "tensor(float)" or not _shape_fits(arg.shape, expected):
+            wanted = ", ".join("N" if dim is None else str(dim) for dim in expected)
+            raise LandmarkError(
+                f"{source}: graph {kind} '{name}' is {arg.type} {arg.shape}, but the metadata "
+                f"(input_size {input_size}, num_points {num_points}) needs float ({wanted})"
+            )
+
+
+def _shape_fits(shape: list | None, expected: tuple[int | None, ...]) -> bool:
+    """Whether a declared ONNX shape can be ``expected``: symbolic dims fit anything, and so does an unknown
+    rank (ORT reports it as []), which only the first run can check."""
+    if not shape:
+        return True
+    return len(shape) == len(expected) and all(
+        not isinstance(dim, int) or want is None or dim == want for dim, want in zip(shape, expected, strict=True)
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -193,11 +227,10 @@ class LandmarkPredictor:
     def _from_onnx(cls, path: Path, threads: int | None, flip_test: bool) -> LandmarkPredictor:
         session = onnx_session(path, threads)
         meta = parse_metadata(session.get_modelmeta().custom_metadata_map, str(path))
-        try:
-            scheme = scheme_for(meta["scheme"])
-        except ValueError as err:
-            raise LandmarkError(f"{path}: {err}") from None
-        return cls(onnx_backend(session), scheme, meta["input_size"], meta["crop_scale"], str(path), flip_test)
+        scheme = scheme_for(meta["scheme"])  # parse_metadata checked it
+        check_onnx_graph(session, scheme.num_points, meta["input_size"], str(path))
+        backend = onnx_backend(session, str(path))
+        return cls(backend, scheme, meta["input_size"], meta["crop_scale"], str(path), flip_test)
 
     @classmethod
     def _from_checkpoint(cls, path: Path, backend: str, threads: int | None, flip_test: bool) -> LandmarkPredictor:
@@ -207,7 +240,7 @@ class LandmarkPredictor:
         model, scheme, state = load_model(path)
         if backend == "onnx":
             proto = to_onnx(model, scheme.num_points, model.input_size)
-            run = onnx_backend(onnx_session(proto.SerializeToString(), threads, source=str(path)))
+            run = onnx_backend(onnx_session(proto.SerializeToString(), threads, source=str(path)), str(path))
         else:
             run = torch_backend(model, threads)
         return cls(run, scheme, model.input_size, crop_scale_of(state), str(path), flip_test)
@@ -229,7 +262,14 @@ class LandmarkPredictor:
         return landmarks
 
     def _call(self, batch: np.ndarray) -> np.ndarray:
-        return np.asarray(self.backend(batch), dtype=np.float32).reshape(len(batch), self.num_points, 2)
+        output = np.asarray(self.backend(batch), dtype=np.float32)
+        n, k = len(batch), self.num_points
+        if output.shape not in ((n, k, 2), (n, 2 * k)):  # a reshape of any other shape would scramble points
+            raise LandmarkError(
+                f"{self.name or 'model'}: returned shape {output.shape} for {n} crops, expected ({n}, {k}, 2) "
+                f"({self.scheme.name}); does the model match its metadata?"
+            )
+        return output.reshape(n, k, 2)
 
     def crop_matrices(self, boxes: np.ndarray) -> np.ndarray:
         """(N, 2, 3) crop matrices of (N, >=4) boxes at the model's crop scale."""

@@ -22,9 +22,9 @@ import onnx
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from landmark.commands.output import write_atomic
 from landmark.data.schemes import Scheme
 from landmark.errors import LandmarkError
+from landmark.files import write_atomic
 from landmark.inference.export import INPUT_NAME, OUTPUT_NAME, load_onnx, read_onnx_metadata, set_metadata
 
 logger = logging.getLogger(__name__)
@@ -118,14 +118,24 @@ def int8_nme_change(
 
 
 def export_int8(
-    fp32_path: str | Path, out_path: str | Path, data_format: str, data_root: str | Path, limit: int = 256
+    fp32_path: str | Path,
+    out_path: str | Path,
+    data_format: str,
+    data_root: str | Path,
+    limit: int = 256,
+    crops: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, Any]:
-    """Quantize an exported model on crops of a dataset and measure the NME change on those crops."""
+    """Quantize an exported model on crops of a dataset and measure the NME change on those crops.
+
+    ``crops``: ``dataset_crops``' (images, landmarks) when the caller read them already (``landmark export``
+    does, to fail on bad calibration data before it writes anything)."""
     from landmark.data.schemes import scheme_for
 
     meta = read_onnx_metadata(fp32_path)
     scheme = scheme_for(meta["scheme"])
-    images, landmarks = dataset_crops(data_format, data_root, scheme, meta["input_size"], meta["crop_scale"], limit)
+    if crops is None:
+        crops = dataset_crops(data_format, data_root, scheme, meta["input_size"], meta["crop_scale"], limit)
+    images, landmarks = crops
     summary = quantize_int8(fp32_path, out_path, images)
     summary.update(int8_nme_change(fp32_path, out_path, images, landmarks, scheme))
     logger.debug("INT8 NME %.4f -> %.4f on %d crops", summary["nme_fp32"], summary["nme_int8"], summary["n"])

@@ -206,10 +206,15 @@ def _v2_specs(cfg: dict, width: float, source: str) -> list[LayerSpec]:
 def parse_backbone(cfg: dict, source: str, width: float | None = None) -> list[LayerSpec]:
     """Check a backbone table and flatten it into layer rows. ``width`` overrides ``width_multiplier``."""
     check_keys(cfg, BACKBONE_KEYS, source, required={"type", "stem"})
+    # The table's own values are checked even when ``width`` overrides them: a typo must not pass silently.
+    for value in (cfg.get("width_multiplier", 1.0), width if width is not None else 1.0):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+            raise ConfigError(f"{source}: width_multiplier: expected a positive number, got {value!r}")
+    input_size = cfg.get("input_size", 224)  # the table's native resolution, for reference only
+    if isinstance(input_size, bool) or not isinstance(input_size, int) or input_size <= 0:
+        raise ConfigError(f"{source}: input_size: expected a positive integer, got {input_size!r}")
     if width is None:
         width = cfg.get("width_multiplier", 1.0)
-    if isinstance(width, bool) or not isinstance(width, (int, float)) or width <= 0:
-        raise ConfigError(f"{source}: width_multiplier: expected a positive number, got {width!r}")
     activation = cfg.get("activation", "relu")
     if activation not in ACTIVATIONS:
         raise ConfigError(f"{source}: activation: expected one of {', '.join(ACTIVATIONS)}, got {activation!r}")

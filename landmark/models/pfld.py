@@ -29,6 +29,8 @@ from landmark.errors import ConfigError
 from landmark.models.backbone import Backbone, conv_bn_act, parse_backbone
 
 OPTIONAL_KEYS = {"aux", "refine", "local"}  # the training-only pose net and the two second stages
+# Face crops are small; beyond this a typo (input_size 100000) would only exhaust memory before any error.
+MAX_INPUT_SIZE = 1024
 MODEL_KEYS = {"backbone", "width", "num_points", "input_size", "aux_stride", "main_stride", "head", *OPTIONAL_KEYS}
 HEAD_KEYS = {"s1_channels", "s2_channels", "s3_channels"}
 AUX_KEYS = {"channels", "fc_channels"}
@@ -343,8 +345,10 @@ def check_model_config(cfg: dict, where: str, backbone_where: str | None = None)
         raise ConfigError(f"{where}: width: expected a positive number, got {width}")
     for key in ("num_points", "input_size", "aux_stride", "main_stride"):
         _positive_int(cfg, key, where)
-    if cfg["input_size"] % 16:
-        raise ConfigError(f"{where}: input_size: expected a multiple of 16 (e.g. 112), got {cfg['input_size']}")
+    if cfg["input_size"] % 16 or cfg["input_size"] > MAX_INPUT_SIZE:
+        raise ConfigError(
+            f"{where}: input_size: expected a multiple of 16 up to {MAX_INPUT_SIZE} (e.g. 112), got {cfg['input_size']}"
+        )
     head = expect(cfg["head"], dict, f"{where}: head", "a mapping")
     check_keys(head, HEAD_KEYS, f"{where}: head", required=HEAD_KEYS)
     if head["s1_channels"] is not None:

@@ -1,8 +1,9 @@
 """Training configs: the YAML schema, ``--set key=value`` overrides, and validation before anything runs.
 
 A training YAML has the sections below; every key is optional except ``data.root`` and falls back to the
-default shown. Paths to other configs (``model.config``, ``augment``) are relative to the YAML file; data
-paths are relative to the working directory and may use ``$LANDMARK_SHARED_DATA``.
+default shown. Paths to other configs (``model.config``, ``augment``) are relative to the YAML file (the
+defaults are the built-in ``configs/models/pfld.yaml`` and ``configs/augment/default.yaml``, wherever the
+YAML is); data paths are relative to the working directory and may use ``$LANDMARK_SHARED_DATA``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from landmark.config import check_keys, expand_path, load_yaml
+from landmark.config import CONFIG_DIR, check_keys, expand_path, load_yaml
 from landmark.data.augment import load_augment_config, validate_augment_config
 from landmark.detect import DETECTORS
 from landmark.errors import ConfigError
@@ -26,7 +27,7 @@ OPTIONAL_NUMBER = (int, float, type(None))
 # section -> key -> (allowed types, default)
 SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
     "model": {
-        "config": ((str,), "../models/pfld.yaml"),
+        "config": ((str,), str(CONFIG_DIR / "models" / "pfld.yaml")),  # absolute: any YAML finds it
         "width": (OPTIONAL_NUMBER, None),
         "num_points": ((int, type(None)), None),
         "input_size": ((int, type(None)), None),
@@ -185,8 +186,50 @@ def _check_ranges(cfg: dict, where: str) -> None:
             f"{where}: data.landmark_box_share: needs data.box_source box or detector (crops "
             "are already around the landmark box)"
         )
+    for section, key in [("train", "seed"), ("data", "split_seed")]:
+        if cfg[section][key] < 0:  # numpy's random generators refuse negative seeds
+            raise ConfigError(f"{where}: {section}.{key}: expected an integer >= 0, got {cfg[section][key]}")
+    _check_optimisation(cfg, where)
     ema = cfg["train"]["ema"]
     if ema is not None and not 0.0 < ema < 1.0:
         raise ConfigError(f"{where}: train.ema: expected a decay in (0, 1) such as 0.999, or null, got {ema}")
     if cfg["train"]["device"] not in ("auto", "cpu") and not cfg["train"]["device"].startswith("cuda"):
         raise ConfigError(f"{where}: train.device: expected auto, cpu or cuda[:N], got {cfg['train']['device']!r}")
+
+
+def _check_optimisation(cfg: dict, where: str) -> None:
+    """Optimiser, schedule and clipping values that would flip or zero the updates, or crash torch later.
+
+    Written as ``not low <= value`` so that NaN fails too.
+    """
+    optim, schedule = cfg["optim"], cfg["schedule"]
+    if not optim["weight_decay"] >= 0:
+        raise ConfigError(f"{where}: optim.weight_decay: expected a number >= 0, got {optim['weight_decay']}")
+    if not 0 < optim["momentum"] < 1:  # SGD runs with Nesterov momentum, which needs momentum > 0
+        raise ConfigError(f"{where}: optim.momentum: expected a number in (0, 1) such as 0.9, got {optim['momentum']}")
+    if not schedule["min_lr"] >= 0:
+        raise ConfigError(f"{where}: schedule.min_lr: expected a number >= 0, got {schedule['min_lr']}")
+    if schedule["min_lr"] > optim["lr"]:  # the cosine would then climb, not decay
+        raise ConfigError(
+            f"{where}: schedule.min_lr: expected at most optim.lr ({optim['lr']}), got {schedule['min_lr']}"
+        )
+    epochs = cfg["train"]["epochs"]
+    if not 0 <= schedule["warmup_epochs"] <= epochs:
+        raise ConfigError(
+            f"{where}: schedule.warmup_epochs: expected a number in [0, train.epochs = {epochs}], "
+            f"got {schedule['warmup_epochs']}"
+        )
+    if not 0 < schedule["gamma"] <= 1:
+        raise ConfigError(
+            f"{where}: schedule.gamma: expected a decay factor in (0, 1] such as 0.1, got {schedule['gamma']}"
+        )
+    milestones = schedule["milestones"]
+    if not all(isinstance(m, int) and not isinstance(m, bool) and m >= 1 for m in milestones):
+        raise ConfigError(
+            f"{where}: schedule.milestones: expected a list of epochs (integers >= 1), got {milestones!r}"
+        )
+    clip = cfg["train"]["grad_clip"]
+    if clip is not None and not clip >= 0:  # 0 and null both mean no clipping
+        raise ConfigError(
+            f"{where}: train.grad_clip: expected a maximum gradient norm > 0, or 0 or null for none, got {clip}"
+        )

@@ -39,7 +39,7 @@ from landmark.data.readers import FaceRecord
 from landmark.data.schemes import scheme_for
 from landmark.detect import build_detector
 from landmark.detect.calibration import boxes_from_detector
-from landmark.errors import LandmarkError, first_line
+from landmark.errors import ConfigError, LandmarkError, first_line
 from landmark.models.backbone import silence_dead_channels
 from landmark.models.pfld import PFLD, build_auxiliary, build_pfld
 from landmark.train.evaluate import predict_loader, score
@@ -229,6 +229,27 @@ def load_initial_weights(model: PFLD, aux: nn.Module | None, path: str | Path, n
         raise LandmarkError(f"{path}: model.init weights do not fit model.config ({first_line(err)})") from None
 
 
+def check_resume_config(state: dict[str, Any], cfg: dict, path: str | Path) -> None:
+    """``--resume`` continues a run as it was: refuse a model or optimiser config other than the checkpoint's,
+    whose weights or optimiser state would not fit (or whose new values the restored state would override)."""
+    saved_model, model = state["model_config"], cfg["model_config"]
+    differing = [
+        f"model.{key}" for key in sorted(saved_model.keys() | model.keys()) if saved_model.get(key) != model.get(key)
+    ]
+    saved_optim = (state.get("train_config") or {}).get("optim", cfg["optim"])  # older checkpoints lack it
+    differing += [
+        f"optim.{key}"
+        for key in sorted(saved_optim.keys() | cfg["optim"].keys())
+        if saved_optim.get(key) != cfg["optim"].get(key)
+    ]
+    if differing:
+        raise LandmarkError(
+            f"{path}: the run's checkpoint was made with a different model/optimizer config ({', '.join(differing)}); "
+            "--resume continues a run as it was: drop those changes, or start a new run (model.init can start it "
+            "from these weights)"
+        )
+
+
 def build_optimizer(params: list[nn.Parameter], optim: dict) -> torch.optim.Optimizer:
     if optim["name"] == "sgd":
         return torch.optim.SGD(
@@ -261,6 +282,11 @@ def build_datasets(cfg: dict) -> tuple[LandmarkDataset, LandmarkDataset]:
     data, model_cfg = cfg["data"], cfg["model_config"]
     scheme = scheme_for(model_cfg["num_points"])
     records = {split: build_records(data, split) for split in ("train", "val")}
+    if not records["val"]:  # only a one-face dataset splits this way
+        raise ConfigError(
+            f"{cfg['source']}: data.val_fraction: {data['val_fraction']} of {len(records['train'])} faces leaves no "
+            "validation face; use 2 or more faces, or leave val_fraction out to validate on the training faces"
+        )
     if data["box_source"] == "detector":
         records = {split: detected_records(recs, data, split) for split, recs in records.items()}
     common = {
@@ -295,7 +321,9 @@ def make_train_loader(dataset: LandmarkDataset, cfg: dict, world: Distributed, e
         sampler.set_epoch(epoch)
     else:
         sampler = RandomSampler(dataset, generator=generator)
-    batch_size = cfg["train"]["batch_size"]
+    # a batch of one face crashes BatchNorm, so the last incomplete batch is dropped (a different one each
+    # epoch); a training set smaller than one batch trains as one batch rather than not at all
+    batch_size = min(cfg["train"]["batch_size"], len(sampler))
     return DataLoader(
         dataset,
         batch_size=batch_size,
@@ -303,7 +331,7 @@ def make_train_loader(dataset: LandmarkDataset, cfg: dict, world: Distributed, e
         num_workers=cfg["data"]["workers"],
         worker_init_fn=worker_init_fn,
         generator=generator,
-        drop_last=len(dataset) >= batch_size * 2,
+        drop_last=True,
         pin_memory=torch.cuda.is_available(),
     )
 
@@ -367,6 +395,20 @@ def train(
     # ---- data, model, loss, optimiser ----
     train_set, val_set = build_datasets(cfg)
     scheme = train_set.scheme
+    faces_per_process = math.ceil(len(train_set) / world.world_size)
+    if faces_per_process < 2:  # BatchNorm needs two faces in every batch
+        raise LandmarkError(
+            f"{cfg['source']}: data.root: {len(train_set)} training face(s) in {cfg['data']['root']}; training "
+            f"needs at least 2{' per process' if world.enabled else ''}"
+        )
+    if cfg["train"]["batch_size"] > faces_per_process and world.is_main:
+        logger.info(
+            "train.batch_size %d is more than the %d training faces%s: training with batches of %d",
+            cfg["train"]["batch_size"],
+            faces_per_process,
+            " per process" if world.enabled else "",
+            faces_per_process,
+        )
     model = build_pfld(cfg["model_config"])
     criterion = build_loss(cfg["loss"])
     aux = build_auxiliary(cfg["model_config"], model) if isinstance(criterion, PFLDLoss) else None
@@ -387,6 +429,7 @@ def train(
     start_epoch, best_nme, history = 0, math.inf, []
     if resume is not None:
         state = load_run_checkpoint(resume, cfg["model_config"]["num_points"], "checkpoint")
+        check_resume_config(state, cfg, resume)
         model.load_state_dict(state["model"])
         if aux is not None and state.get("aux") is not None:
             aux.load_state_dict(state["aux"])
@@ -423,6 +466,11 @@ def train(
             device,
             f" x{world.world_size} processes" if world.enabled else "",
         )
+        if cfg["data"]["val_fraction"] is None and cfg["data"]["format"] != "wflw":
+            logger.warning(
+                "no data.val_fraction: validating on the training faces themselves, so best.pt is picked on "
+                "training data; set data.val_fraction (e.g. 0.1) to hold out validation faces"
+            )
         if not history:
             before = validate(eval_model(), val_set, cfg, device)
             history.append({"epoch": 0, **before})
