@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -12,7 +13,7 @@ from torch.utils.data import DataLoader
 
 from landmark.data.augment import load_augment_config
 from landmark.data.crop import crop_matrix, face_box_from_points, points_to_crop
-from landmark.data.dataset import LandmarkDataset, build_records, worker_init_fn
+from landmark.data.dataset import LandmarkDataset, build_records, prepare_workers, worker_init_fn
 from landmark.data.readers import FaceRecord
 from landmark.data.schemes import IBUG_68, WFLW_98
 from landmark.data.throughput import measure_pipeline
@@ -91,6 +92,7 @@ def test_unreadable_image_names_the_path(tmp_path):
 def test_workers_get_different_random_streams(tmp_path):
     records = synthetic_records(tmp_path, 1) * 4
     dataset = LandmarkDataset(records, IBUG_68, input_size=32, augment=load_augment_config("strong"))
+    prepare_workers(2)
     loader = DataLoader(dataset, batch_size=2, num_workers=2, worker_init_fn=worker_init_fn)
     first, second = (batch["landmarks"] for batch in loader)  # batch 0 from worker 0, batch 1 from worker 1
     assert (first - second).abs().max() > 1e-3
@@ -136,3 +138,22 @@ def test_dataloader_over_real_300w(shared_data):
     # The faces fill most of the crop: landmarks are spread over a good part of [0, 1].
     spread = batch["landmarks"].amax(dim=1) - batch["landmarks"].amin(dim=1)
     assert (spread > 0.4).all() and (spread < 1.0).all()
+
+
+class _OpenCvThreads(torch.utils.data.Dataset):
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, index: int) -> int:
+        return cv2.getNumThreads()
+
+
+def test_workers_inherit_a_single_opencv_thread_without_setting_it_themselves():
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(2)
+    try:
+        prepare_workers(1)
+        seen = [int(batch) for batch in DataLoader(_OpenCvThreads(), batch_size=1, num_workers=1)]
+    finally:
+        cv2.setNumThreads(before)
+    assert seen == [1, 1]

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 
 from landmark.config import CONFIG_DIR
 from landmark.data.augment import load_augment_config
-from landmark.data.dataset import LandmarkDataset, worker_init_fn
+from landmark.data.dataset import LandmarkDataset, prepare_workers, worker_init_fn
 from landmark.data.readers import FaceRecord
 from landmark.data.schemes import scheme_for
 from landmark.data.throughput import measure_pipeline
@@ -90,6 +90,7 @@ def benchmark_training(
             "compute_images_per_s": round(batch_size / compute, 1),
         }
         if dataset is not None:
+            prepare_workers(workers)
             loader = DataLoader(
                 dataset,
                 batch_size=batch_size,

@@ -114,13 +114,25 @@ class LandmarkDataset(Dataset):
         }
 
 
+def prepare_workers(workers: int) -> None:
+    """Call before a DataLoader with ``workers`` processes starts them: OpenCV goes single-threaded in this
+    process, and the forked workers inherit that.
+
+    Why: one process per core already, so OpenCV's own pool would only oversubscribe the cores. It is set here,
+    not in each worker, because ``cv2.setNumThreads`` in a freshly forked worker can deadlock on the thread
+    pool state it inherited (a worker hung there once in the test suite); a worker that inherits a single
+    thread never touches the pool.
+    """
+    if workers > 0:
+        cv2.setNumThreads(1)
+
+
 def worker_init_fn(worker_id: int) -> None:
     """DataLoader ``worker_init_fn``: reseed the worker's dataset copy with torch's per-worker seed.
 
     ``LandmarkDataset`` also does this by itself on its first item in a worker; this hook covers wrappers
     such as ``torch.utils.data.Subset``.
     """
-    cv2.setNumThreads(1)  # one process per core already: OpenCV's own pool would only oversubscribe them
     info = get_worker_info()
     dataset = info.dataset
     while not hasattr(dataset, "reseed") and hasattr(dataset, "dataset"):

@@ -9,11 +9,12 @@ import time
 
 from torch.utils.data import DataLoader, Dataset
 
-from landmark.data.dataset import worker_init_fn
+from landmark.data.dataset import prepare_workers, worker_init_fn
 
 
 def measure_pipeline(dataset: Dataset, workers: int, batch_size: int = 64, seconds: float = 5.0) -> dict:
     """Iterate a shuffled DataLoader for about ``seconds`` (after one warm-up batch) and time it."""
+    prepare_workers(workers)
     loader = DataLoader(
         dataset,
         batch_size=batch_size,

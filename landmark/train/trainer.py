@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 from tqdm import tqdm
 
 from landmark.checkpoint import load_checkpoint, save_checkpoint
-from landmark.data.dataset import LandmarkDataset, build_records, worker_init_fn
+from landmark.data.dataset import LandmarkDataset, build_records, prepare_workers, worker_init_fn
 from landmark.data.readers import FaceRecord
 from landmark.data.schemes import scheme_for
 from landmark.detect import build_detector
@@ -324,6 +324,7 @@ def make_train_loader(dataset: LandmarkDataset, cfg: dict, world: Distributed, e
     # a batch of one face crashes BatchNorm, so the last incomplete batch is dropped (a different one each
     # epoch); a training set smaller than one batch trains as one batch rather than not at all
     batch_size = min(cfg["train"]["batch_size"], len(sampler))
+    prepare_workers(cfg["data"]["workers"])
     return DataLoader(
         dataset,
         batch_size=batch_size,
@@ -341,6 +342,7 @@ def validate(model: nn.Module, dataset: LandmarkDataset, cfg: dict, device: torc
     checkpoint load does (see ``silence_dead_channels``)."""
     model = copy.deepcopy(model)
     silence_dead_channels(model)
+    prepare_workers(cfg["data"]["workers"])
     loader = DataLoader(dataset, batch_size=128, num_workers=cfg["data"]["workers"], worker_init_fn=worker_init_fn)
     out = predict_loader(model, loader, dataset.scheme, device, cfg["train"]["flip_test"])
     return score(out["pred"], out["gt"], dataset.scheme)
