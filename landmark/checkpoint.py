@@ -23,7 +23,7 @@ import torch
 
 from landmark.data.schemes import Scheme, scheme_for
 from landmark.errors import LandmarkError, first_line
-from landmark.files import check_writable, make_folder, write_atomic
+from landmark.files import check_path, make_folder, write_atomic
 from landmark.models.backbone import silence_dead_channels
 from landmark.models.pfld import PFLD, build_pfld, check_model_config
 
@@ -51,8 +51,8 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
     """Serialise in memory, then write atomically (``write_atomic``): a crash never leaves half a checkpoint,
     and a path that cannot be written is one ``LandmarkError`` line naming it."""
     path = Path(path)
-    check_writable(path)  # an error names the checkpoint, not just the folder it would go in
-    make_folder(path.parent)
+    check_path(path)  # an error names the checkpoint, not just the folder it would go in
+    make_folder(path.parent)  # not check_writable: its probe file would be wasted work on every epoch's save
     buffer = io.BytesIO()
     torch.save(state, buffer)
     write_atomic(path, buffer.getvalue())

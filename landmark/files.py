@@ -32,26 +32,9 @@ def same_path(a: str | Path, b: str | Path) -> bool:
     return Path(a).resolve() == Path(b).resolve()
 
 
-def make_folder(folder: str | Path, label: str = "") -> Path:
-    """Create ``folder`` and its parents for results; one ``LandmarkError`` line (``label`` is the flag) if not."""
-    folder = Path(folder)
-    name = f"{label} {folder}".strip()
-    if folder.exists() and not folder.is_dir():
-        raise LandmarkError(f"{name}: is a file, expected a folder")
-    blocker = _file_in_the_way(folder)
-    if blocker is not None:
-        raise LandmarkError(f"{name}: {blocker} is a file, not a folder")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise LandmarkError(f"{name}: cannot create this folder ({_strerror(error)})") from None
-    return folder
-
-
-def check_writable(path: str | Path, label: str = "", folder: bool = False) -> Path:
-    """Raise one ``LandmarkError`` line now if ``path`` could not be written later -- as a file, or as a folder
-    to write into (``folder=True``) -- for commands that work a long time before they write. It creates nothing
-    that stays: a probe file in the nearest existing folder is removed at once."""
+def check_path(path: str | Path, label: str = "", folder: bool = False) -> Path:
+    """Raise one ``LandmarkError`` line (``label`` is the flag) if ``path`` has the wrong kind -- a folder
+    where a file is meant, or a file where a folder is (``folder=True``) -- or sits under a file."""
     path = Path(path)
     name = f"{label} {path}".strip()
     if folder and path.exists() and not path.is_dir():
@@ -61,11 +44,29 @@ def check_writable(path: str | Path, label: str = "", folder: bool = False) -> P
     blocker = _file_in_the_way(path)
     if blocker is not None:
         raise LandmarkError(f"{name}: {blocker} is a file, not a folder")
+    return path
+
+
+def make_folder(folder: str | Path, label: str = "") -> Path:
+    """Create ``folder`` and its parents for results; one ``LandmarkError`` line (``label`` is the flag) if not."""
+    folder = check_path(folder, label, folder=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise LandmarkError(f"{label} {folder}: cannot create this folder ({_strerror(error)})".strip()) from None
+    return folder
+
+
+def check_writable(path: str | Path, label: str = "", folder: bool = False) -> Path:
+    """Raise one ``LandmarkError`` line now if ``path`` could not be written later -- as a file, or as a folder
+    to write into (``folder=True``) -- for commands that work a long time before they write. It creates nothing
+    that stays: a probe file in the nearest existing folder is removed at once."""
+    path = check_path(path, label, folder)
     nearest = next((p for p in (path, *path.parents) if p.is_dir()), Path("."))
     try:
         fd, probe = tempfile.mkstemp(dir=nearest, prefix=".landmark-probe-")
     except OSError as error:
-        raise LandmarkError(f"{name}: cannot write in {nearest} ({_strerror(error)})") from None
+        raise LandmarkError(f"{label} {path}: cannot write in {nearest} ({_strerror(error)})".strip()) from None
     os.close(fd)
     os.unlink(probe)
     return path
@@ -73,12 +74,7 @@ def check_writable(path: str | Path, label: str = "", folder: bool = False) -> P
 
 def write_atomic(path: str | Path, text: str | bytes) -> None:
     """Write to a temporary file beside ``path`` and rename it, so a crash never leaves half a file."""
-    path = Path(path)
-    if path.is_dir():
-        raise LandmarkError(f"{path}: is a folder, expected a file path")
-    blocker = _file_in_the_way(path)
-    if blocker is not None:
-        raise LandmarkError(f"{path}: {blocker} is a file, not a folder")
+    path = check_path(path)
     if not path.parent.exists():
         raise LandmarkError(f"{path}: folder {path.parent} does not exist")
     mode = "wb" if isinstance(text, bytes) else "w"
