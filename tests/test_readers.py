@@ -15,6 +15,7 @@ from landmark.data.readers import (
     WFLW_LIST_DIR,
     format_wflw_line,
     read_300w,
+    read_dlib_xml,
     read_table,
     read_wflw,
     split_records,
@@ -218,6 +219,56 @@ def test_300w_degenerate_points_are_a_data_error_or_skipped(tmp_path, caplog):
     write_pts(tmp_path / "b.pts", corners)
     with pytest.raises(DataError, match=r"b.pts: degenerate points: the outer eye corners \(points 36 and 45\)"):
         read_300w(tmp_path)
+
+
+# --- dlib imglab XML -------------------------------------------------------------------------------------------
+
+
+def write_dlib_xml(path: Path, faces: dict[str, list[np.ndarray]]) -> None:
+    """An imglab XML file: image name -> the (K, 2) points of each of its faces (parts written last to first)."""
+    images = []
+    for name, face_points in faces.items():
+        boxes = []
+        for points in face_points:
+            parts = [f"<part name='{i:02d}' x='{x:g}' y='{y:g}'/>" for i, (x, y) in enumerate(points)][::-1]
+            boxes.append(f"<box top='0' left='0' width='10' height='10'>{''.join(parts)}</box>")
+        images.append(f"<image file='{name}'>{''.join(boxes)}</image>")
+    path.write_text(f"<?xml version='1.0'?><dataset><images>{''.join(images)}</images></dataset>")
+
+
+def test_dlib_xml_gives_one_record_per_box_in_part_order(tmp_path):
+    faces = [np.round(RNG.uniform(1, 100, (68, 2))) for _ in range(3)]
+    for name in ("a.jpg", "b.jpg"):
+        (tmp_path / name).write_bytes(b"jpeg")
+    write_dlib_xml(tmp_path / "faces.xml", {"a.jpg": faces[:2], "b.jpg": faces[2:]})
+    records = read_dlib_xml(tmp_path / "faces.xml", num_points=68)
+    assert [r.image_path.name for r in records] == ["a.jpg", "a.jpg", "b.jpg"]
+    for record, points in zip(records, faces, strict=True):
+        np.testing.assert_array_equal(record.points, points)  # 0-based already: nothing subtracted
+        assert record.box is None
+    assert records[1].source.endswith("image 'a.jpg', box 2")
+
+
+def test_dlib_xml_bad_files_are_one_data_error(tmp_path):
+    (tmp_path / "a.jpg").write_bytes(b"jpeg")
+    (tmp_path / "boxes.xml").write_text(
+        "<dataset><images><image file='a.jpg'><box top='1'/></image></images></dataset>"
+    )
+    with pytest.raises(DataError, match="image 'a.jpg', box 1: no landmark <part> elements"):
+        read_dlib_xml(tmp_path / "boxes.xml")
+    (tmp_path / "broken.xml").write_text("<dataset><images>")
+    with pytest.raises(DataError, match="broken.xml: cannot read dlib XML"):
+        read_dlib_xml(tmp_path / "broken.xml")
+    write_dlib_xml(tmp_path / "missing.xml", {"gone.jpg": [RNG.uniform(1, 100, (68, 2))]})
+    with pytest.raises(DataError, match="image not found"):
+        read_dlib_xml(tmp_path / "missing.xml")
+
+
+def test_dlib_xml_real_example_faces(shared_data):
+    folder = shared_data / "real_faces" / "dlib_examples_faces"
+    records = [r for name in ("training", "testing") for r in read_dlib_xml(folder / f"{name}_with_face_landmarks.xml")]
+    assert len(records) == 43 and len({r.image_path for r in records}) == 9
+    assert all(r.points.shape == (68, 2) for r in records)
 
 
 # --- CSV / JSON ------------------------------------------------------------------------------------------------

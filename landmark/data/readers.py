@@ -1,4 +1,5 @@
-"""Annotation readers: WFLW lists, 300-W ``.pts`` folders and the project's own CSV / JSON tables.
+"""Annotation readers: WFLW lists, 300-W ``.pts`` folders, dlib's imglab XML and the project's own CSV / JSON
+tables.
 
 Every reader returns a list of ``FaceRecord`` with 0-based pixel coordinates (pixel centres at integers)
 and checks what it reads: a bad line raises ``DataError`` with one line naming the file, the line and what
@@ -31,6 +32,7 @@ import csv
 import json
 import logging
 import math
+import xml.etree.ElementTree as ElementTree
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -303,6 +305,48 @@ def read_300w(folder: Path, num_points: int | None = None, skip_invalid: bool = 
         return FaceRecord(image_path, _check_points(points, image_path, str(pts_path)), source=str(pts_path))
 
     return _collect(sorted(folder.glob("*.pts")), parse, folder, skip_invalid)
+
+
+# --- dlib imglab XML ---------------------------------------------------------------------------------------
+
+
+def read_dlib_xml(path: Path, num_points: int | None = None, skip_invalid: bool = False) -> list[FaceRecord]:
+    """Read a dlib imglab XML file (``<image file=...><box ...><part name='00' x=.. y=../>...``): one record per
+    box, points in part-name order, image paths relative to the file. A photo with several faces gives several
+    records with the same ``image_path``.
+
+    The box's own ``top/left/width/height`` is left out (``box`` is None): it is a dlib HOG-style box, not the
+    kind of box the other readers carry, and the landmark box is known from the points.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: annotation file not found")
+    try:
+        root = ElementTree.parse(path).getroot()
+    except (OSError, ElementTree.ParseError) as error:
+        raise DataError(f"{path}: cannot read dlib XML: {error}") from None
+    count = _PointCount(num_points)
+    faces = [
+        (str(image.get("file")), number, box)
+        for image in root.iter("image")
+        for number, box in enumerate(image.iter("box"), start=1)
+    ]
+
+    def parse(face: tuple[str, int, ElementTree.Element]) -> FaceRecord:
+        file_name, number, box = face
+        where = f"{path}: image {file_name!r}, box {number}"
+        parts = list(box.iter("part"))
+        if not parts:
+            raise DataError(f"{where}: no landmark <part> elements (a boxes-only file?)")
+        order = _numbers([part.get("name") for part in parts], where, "part name")  # '00', '01', ...
+        parts = [parts[i] for i in np.argsort(order, kind="stable")]
+        points = _numbers([v for part in parts for v in (part.get("x"), part.get("y"))], where, "coordinate")
+        points = points.reshape(-1, 2)
+        count.check(points, where)
+        image_path = _check_image(path.parent / file_name, where)
+        return FaceRecord(image_path, _check_points(points, image_path, where), source=where)
+
+    return _collect(faces, parse, path, skip_invalid)
 
 
 # --- CSV / JSON tables -------------------------------------------------------------------------------------
