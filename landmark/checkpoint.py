@@ -30,21 +30,6 @@ from landmark.models.pfld import PFLD, build_pfld, check_model_config
 logger = logging.getLogger(__name__)
 
 REQUIRED_KEYS = ("model", "model_config", "scheme")
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"  # the package's default model lives here
-
-
-def default_model_path(suffixes: tuple[str, ...] = (".onnx", ".pt")) -> Path:
-    """The shipped default model, the first of ``default.onnx`` / ``default.pt`` that exists (in ``suffixes``
-    order); ``LandmarkError`` when none is installed."""
-    for suffix in suffixes:
-        path = WEIGHTS_DIR / f"default{suffix}"
-        if path.is_file():
-            return path
-    names = " or ".join(f"default{s}" for s in suffixes)
-    raise LandmarkError(
-        f"no model given and no default model ({names}) in {WEIGHTS_DIR}: pass a model "
-        "(a checkpoint from 'landmark train' or an ONNX file from 'landmark export')"
-    )
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:

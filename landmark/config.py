@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from landmark.errors import ConfigError
+from landmark.errors import ConfigError, LandmarkError
 
 
 def read_yaml_text(path: Path) -> str:
@@ -68,6 +68,21 @@ def expect(value: Any, kind: type | tuple[type, ...], where: str, what: str = ""
 
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"  # the repo's configs/ (source checkouts)
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"  # the package's default model lives here
+
+
+def default_model_path(suffixes: tuple[str, ...] = (".onnx", ".pt")) -> Path:
+    """The shipped default model, the first of ``default.onnx`` / ``default.pt`` that exists (in ``suffixes``
+    order); ``LandmarkError`` when none is installed."""
+    for suffix in suffixes:
+        path = WEIGHTS_DIR / f"default{suffix}"
+        if path.is_file():
+            return path
+    names = " or ".join(f"default{s}" for s in suffixes)
+    raise LandmarkError(
+        f"no model given and no default model ({names}) in {WEIGHTS_DIR}: pass a model "
+        "(a checkpoint from 'landmark train' or an ONNX file from 'landmark export')"
+    )
 
 
 def shared_data_dir() -> Path:

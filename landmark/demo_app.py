@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from landmark.checkpoint import default_model_path
+from landmark.config import default_model_path
 from landmark.data.pose import angles_from_rotation, solve_head_pose
 from landmark.dms import DMSConfig, DriverMonitor
 from landmark.errors import LandmarkError

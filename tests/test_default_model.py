@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from landmark.checkpoint import WEIGHTS_DIR, load_model
+from landmark.checkpoint import load_model
+from landmark.config import WEIGHTS_DIR
 from landmark.data.crop import face_box_from_points
 from landmark.data.dataset import load_image
 from landmark.data.readers import read_300w
@@ -39,7 +40,7 @@ def test_default_model_loads_from_an_installed_package(tmp_path: Path) -> None:
     )  # fmt: skip
     script = (
         "import landmark, numpy as np\n"
-        "from landmark.checkpoint import default_model_path\n"
+        "from landmark.config import default_model_path\n"
         "from landmark.inference.predictor import LandmarkPredictor\n"
         "p = LandmarkPredictor.from_path(default_model_path())\n"
         "out = p.predict(np.zeros((120, 120, 3), np.uint8), np.array([[10, 10, 100, 100]], np.float32))\n"

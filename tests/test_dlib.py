@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from conftest import write_synthetic_face
 
-from landmark.checkpoint import default_model_path
 from landmark.cli import main
+from landmark.config import default_model_path
 from landmark.data.crop import face_box_from_points
 from landmark.data.dataset import load_image
 from landmark.data.readers import read_300w

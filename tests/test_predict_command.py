@@ -134,9 +134,9 @@ def test_predict_with_the_default_detector_draws_einstein_and_not_the_lectern(
 def test_predict_without_a_model_says_to_pass_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
-    import landmark.checkpoint
+    import landmark.config
 
-    monkeypatch.setattr(landmark.checkpoint, "WEIGHTS_DIR", tmp_path / "no-weights")
+    monkeypatch.setattr(landmark.config, "WEIGHTS_DIR", tmp_path / "no-weights")
     cv2.imwrite(str(tmp_path / "a.png"), np.zeros((20, 20, 3), np.uint8))
     assert main(["predict", str(tmp_path / "a.png"), "--out", str(tmp_path / "out")]) == 2
     assert "no default model" in capsys.readouterr().err

@@ -108,7 +108,7 @@ def bench_infer(args: argparse.Namespace, workdir: Path) -> list[dict]:
 
 
 def bench_demo(args: argparse.Namespace, workdir: Path) -> dict:
-    from landmark.checkpoint import default_model_path
+    from landmark.config import default_model_path
     from landmark.data.synthetic_video import render_driver_video
     from landmark.demo_app import benchmark_demo
     from landmark.inference.predictor import LandmarkPredictor
@@ -130,7 +130,7 @@ def bench_demo(args: argparse.Namespace, workdir: Path) -> dict:
 
 def bench_dlib(args: argparse.Namespace, workdir: Path) -> dict:
     from landmark.bench.infer import benchmark_against_dlib
-    from landmark.checkpoint import default_model_path
+    from landmark.config import default_model_path
     from landmark.data.crop import face_box_from_points
     from landmark.data.dataset import load_image
     from landmark.data.readers import read_300w

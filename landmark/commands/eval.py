@@ -12,9 +12,10 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from landmark.checkpoint import default_model_path, load_model
+from landmark.checkpoint import load_model
 from landmark.commands import non_negative_int, positive_int
 from landmark.commands.output import write_json
+from landmark.config import default_model_path
 from landmark.data.crop import face_box_from_points
 from landmark.data.dataset import LandmarkDataset, build_records, load_image
 from landmark.detect import build_detector

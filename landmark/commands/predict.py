@@ -20,8 +20,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from landmark.checkpoint import default_model_path
 from landmark.commands import positive_int
+from landmark.config import default_model_path
 from landmark.detect import DETECTORS, build_detector
 from landmark.errors import LandmarkError
 
