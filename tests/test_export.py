@@ -16,7 +16,8 @@ from landmark.checkpoint import load_model, save_checkpoint
 from landmark.config import CONFIG_DIR
 from landmark.data.crop import crop_matrix, face_box_from_points, points_to_crop
 from landmark.errors import DataError, LandmarkError
-from landmark.inference.export import batchnorm_count, config_hash, export_checkpoint, read_onnx_metadata
+from landmark.inference.export import batchnorm_count, export_checkpoint, read_onnx_metadata
+from landmark.inference.metadata import config_hash
 from landmark.inference.quantize import export_int8
 from landmark.models.pfld import build_pfld, load_model_config
 

@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     crops = None
     if args.int8:  # read the calibration faces first: bad --calibration data must not leave a new .onnx behind
         from landmark.checkpoint import load_model
-        from landmark.inference.export import crop_scale_of
+        from landmark.inference.metadata import crop_scale_of
         from landmark.inference.quantize import dataset_crops
 
         model, scheme, state = load_model(args.checkpoint)

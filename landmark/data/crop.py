@@ -18,6 +18,9 @@ import numpy as np
 
 IMAGE_MEAN = 0.5  # network input = (bgr / 255 - IMAGE_MEAN) / IMAGE_STD, per channel
 IMAGE_STD = 0.5
+# The largest crop side a model may take (model configs and ONNX metadata are checked against it): face
+# crops are small; beyond this a typo (input_size 100000) would only exhaust memory before any error.
+MAX_INPUT_SIZE = 1024
 
 
 def face_box_from_points(points: np.ndarray) -> np.ndarray:

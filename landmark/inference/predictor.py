@@ -5,6 +5,8 @@ ONNX Runtime -- and does exactly what training did to a face: ``crop_matrix`` ar
 model's crop scale, ``crop_image``, ``images_to_batch``; then maps the network's normalised crop
 coordinates back with ``points_from_crop``. There is no second implementation of the crop.
 
+PyTorch is imported only to load a ``.pt`` checkpoint: an ONNX model runs where torch is not installed.
+
 All faces of a frame go through the network as ONE batch, so the per-frame cost is one model call plus a
 warp per face (two calls with ``flip_test``, the second on the mirrored crops). A backend is any callable
 ``(N, 3, S, S) float32 -> (N, K, 2) float32``, which keeps the predictor testable with a fake model whose
@@ -25,7 +27,7 @@ from landmark.data.crop import crop_image, crop_matrix, images_to_batch, points_
 from landmark.data.pose import head_pose
 from landmark.data.schemes import Scheme, flip_points, scheme_for
 from landmark.errors import LandmarkError, first_line
-from landmark.inference.export import DEFAULT_CROP_SCALE, INPUT_NAME, OUTPUT_NAME, parse_metadata
+from landmark.inference.metadata import DEFAULT_CROP_SCALE, INPUT_NAME, OUTPUT_NAME, crop_scale_of, parse_metadata
 
 logger = logging.getLogger(__name__)
 
@@ -234,8 +236,8 @@ class LandmarkPredictor:
 
     @classmethod
     def _from_checkpoint(cls, path: Path, backend: str, threads: int | None, flip_test: bool) -> LandmarkPredictor:
-        from landmark.checkpoint import load_model
-        from landmark.inference.export import crop_scale_of, to_onnx
+        from landmark.checkpoint import load_model  # torch: only for .pt checkpoints, never for an .onnx file
+        from landmark.inference.export import to_onnx
 
         model, scheme, state = load_model(path)
         if backend == "onnx":

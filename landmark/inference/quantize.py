@@ -25,7 +25,8 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 from landmark.data.schemes import Scheme
 from landmark.errors import LandmarkError
 from landmark.files import write_atomic
-from landmark.inference.export import INPUT_NAME, OUTPUT_NAME, load_onnx, read_onnx_metadata, set_metadata
+from landmark.inference.export import load_onnx, read_onnx_metadata, set_metadata
+from landmark.inference.metadata import INPUT_NAME, OUTPUT_NAME
 
 logger = logging.getLogger(__name__)
 

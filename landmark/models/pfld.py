@@ -24,13 +24,12 @@ import torch
 from torch import nn
 
 from landmark.config import check_keys, expect, load_yaml
+from landmark.data.crop import MAX_INPUT_SIZE
 from landmark.data.schemes import scheme_for
 from landmark.errors import ConfigError
 from landmark.models.backbone import Backbone, conv_bn_act, parse_backbone
 
 OPTIONAL_KEYS = {"aux", "refine", "local"}  # the training-only pose net and the two second stages
-# Face crops are small; beyond this a typo (input_size 100000) would only exhaust memory before any error.
-MAX_INPUT_SIZE = 1024
 MODEL_KEYS = {"backbone", "width", "num_points", "input_size", "aux_stride", "main_stride", "head", *OPTIONAL_KEYS}
 HEAD_KEYS = {"s1_channels", "s2_channels", "s3_channels"}
 AUX_KEYS = {"channels", "fc_channels"}
