@@ -8,22 +8,17 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from landmark.checkpoint import load_model
 from landmark.commands import non_negative_int, positive_int
 from landmark.commands.output import write_json
 from landmark.config import default_model_path
 from landmark.data.crop import face_box_from_points
-from landmark.data.dataset import LandmarkDataset, build_records, load_image
 from landmark.detect import build_detector
 from landmark.detect.calibration import boxes_from_detector
 from landmark.errors import LandmarkError
 from landmark.files import check_writable, make_folder, write_atomic
 from landmark.inference.dlib_predictor import DlibShapePredictor
-from landmark.train.evaluate import evaluate_predictions, predict_loader
 from landmark.train.metrics import plot_ced, source_subsets
 
 
@@ -72,6 +67,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here, not at the top: the CLI builds every command's parser, and the runtime commands
+    # (predict, demo) must start without loading torch.
+    import torch
+    from torch.utils.data import DataLoader
+
+    from landmark.checkpoint import load_model
+    from landmark.data.dataset import LandmarkDataset, build_records
+    from landmark.train.evaluate import evaluate_predictions, predict_loader
+
     if args.dlib is not None and args.checkpoint:
         raise LandmarkError("--dlib and --checkpoint: choose one model to evaluate")
     if args.json and args.json != "-":  # output paths are checked before the evaluation, not after it
@@ -155,6 +159,8 @@ def run(args: argparse.Namespace) -> int:
 def predict_with_dlib(model: DlibShapePredictor, records: list, use_box: bool, flip_test: bool) -> dict:
     """``predict_loader``'s output for dlib's shape predictor: points in image pixels (NME does not mind the
     unit), from each record's detector box (``use_box``) or its landmark box."""
+    from landmark.data.dataset import load_image
+
     pred = []
     for record in tqdm(records, desc="evaluating dlib", leave=False):
         box = record.box if use_box else face_box_from_points(record.points)

@@ -8,8 +8,6 @@ from pathlib import Path
 
 from landmark.commands.output import write_json
 from landmark.config import CONFIG_DIR
-from landmark.models.pfld import build_pfld, load_model_config
-from landmark.models.summary import summarise_model
 
 DEFAULT_CONFIG = CONFIG_DIR / "models" / "pfld.yaml"
 
@@ -25,6 +23,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # torch loads only for this command, not for every use of the CLI (the parsers are built for all commands)
+    from landmark.models.pfld import build_pfld, load_model_config
+    from landmark.models.summary import summarise_model
+
     cfg = load_model_config(args.config, num_points=args.num_points, width=args.width, input_size=args.input_size)
     summary = {"config": str(args.config), "width": cfg["width"], **summarise_model(build_pfld(cfg))}
     if args.json == "-":  # machine-readable only, so the output parses as one JSON object

@@ -10,7 +10,6 @@ from pathlib import Path
 from landmark.commands import positive_int
 from landmark.errors import LandmarkError
 from landmark.files import check_writable
-from landmark.train.config import resolve_train_config
 
 RUN_FILES = ("last.pt", "best.pt", "metrics.csv")  # what a run folder holds once training has started
 
@@ -39,7 +38,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from landmark.train.trainer import train  # torch and friends load only when training
+    # torch and albumentations load only when training, not for every use of the CLI
+    from landmark.train.config import resolve_train_config
+    from landmark.train.trainer import train
 
     cfg = resolve_train_config(args.config, args.overrides)
     out_dir = args.out or args.resume
