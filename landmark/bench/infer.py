@@ -165,6 +165,25 @@ def format_table(results: dict[str, Any] | list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def time_in_rounds(
+    contenders: dict[str, Callable[[], Any]], rounds: int, runs: int, warmup: int
+) -> list[dict[str, float]]:
+    """Per round, each contender's median milliseconds over ``runs`` calls (after ``warmup``), as
+    ``{"NAME_p50_ms": ms}``. The contenders take turns within every round, so all of them see the same machine
+    state: this machine's speed drifts by 10-20% from day to day, so only figures measured side by side in one
+    run compare them."""
+    return [{f"{name}_p50_ms": _p50_ms(call, runs, warmup) for name, call in contenders.items()} for _ in range(rounds)]
+
+
+def _p50_ms(call: Callable[[], Any], runs: int, warmup: int) -> float:
+    return float(np.median(time_calls(lambda _: call(), None, runs, warmup)))
+
+
+def median_of_rounds(rows: list[dict[str, float]], name: str) -> float:
+    """The median over the rounds of one contender's per-round p50 (``time_in_rounds`` rows)."""
+    return float(np.median([row[f"{name}_p50_ms"] for row in rows]))
+
+
 def benchmark_against_dlib(
     onnx_path: str | Path,
     dlib_model: str | Path | None = None,
@@ -174,9 +193,8 @@ def benchmark_against_dlib(
     warmup: int = 100,
 ) -> dict[str, Any]:
     """Per-face latency of an ONNX landmark model (ONNX Runtime, 1 thread) and of dlib's shape predictor,
-    in alternating rounds, so both see the same machine state: this machine's speed drifts by 10-20% from
-    day to day, so only a ratio measured in one run compares them. dlib's time (a 100 MB tree ensemble)
-    also drifts more than ours within an hour, so take the range of a few runs.
+    in alternating rounds (``time_in_rounds``): only a ratio measured in one run compares them. dlib's time
+    (a 100 MB tree ensemble) also drifts more than ours within an hour, so take the range of a few runs.
 
     ``face`` is (BGR image, landmark box) for dlib (a 320 px noise image otherwise; a regression tree's cost
     does not depend on the pixels); our model gets a 112x112 crop. Returns each round's p50s and their
@@ -195,13 +213,9 @@ def benchmark_against_dlib(
     size = session.get_inputs()[0].shape[-1]
     crop = rng.uniform(-1, 1, (1, 3, size, size)).astype(np.float32)
     ours = onnx_backend(session)
-    rows = []
-    for _ in range(rounds):
-        ours_ms = time_calls(ours, crop, runs, warmup)
-        dlib_ms = time_calls(lambda _: predictor.shape_predictor(rgb, rect), crop, runs, warmup)
-        rows.append({"ours_p50_ms": float(np.median(ours_ms)), "dlib_p50_ms": float(np.median(dlib_ms))})
-    ours_p50 = float(np.median([row["ours_p50_ms"] for row in rows]))
-    dlib_p50 = float(np.median([row["dlib_p50_ms"] for row in rows]))
+    contenders = {"ours": lambda: ours(crop), "dlib": lambda: predictor.shape_predictor(rgb, rect)}
+    rows = time_in_rounds(contenders, rounds, runs, warmup)
+    ours_p50, dlib_p50 = median_of_rounds(rows, "ours"), median_of_rounds(rows, "dlib")
     return {
         "model": str(onnx_path),
         "dlib_model": str(predictor.path),
