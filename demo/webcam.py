@@ -2,7 +2,7 @@
 
     python demo/webcam.py --model landmark/weights/default.onnx [--camera 0]
 
-Per frame: the tracker finds the driver's face (Haar detector every few frames, otherwise a crop around
+Per frame: the tracker finds the driver's face (the YuNet detector every few frames, otherwise a crop around
 the previous landmarks), the model predicts the landmarks, solvePnP gives the head pose, the driver monitor
 turns landmarks and pose into drowsiness/distraction alerts, and the overlay draws it all. Press q to quit.
 ``landmark demo`` is the full version (video files, headless mode, logs, reconnects, timings).
@@ -28,7 +28,7 @@ parser.add_argument("--dms-config", default=None, help="DMS thresholds YAML (def
 args = parser.parse_args()
 
 predictor = LandmarkPredictor.from_path(args.model)
-tracker = FaceTracker(build_detector("haar"), predictor, TrackerConfig(redetect_every=10))
+tracker = FaceTracker(build_detector(), predictor, TrackerConfig(redetect_every=10))
 dms_config = load_dms_config(args.dms_config)
 monitor = DriverMonitor(predictor.scheme, dms_config)
 

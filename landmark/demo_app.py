@@ -291,9 +291,9 @@ def benchmark_demo(
     """
     import tempfile
 
-    from landmark.detect import HaarDetector
+    from landmark.detect import build_detector
 
-    detector = detector if detector is not None else HaarDetector()
+    detector = detector if detector is not None else build_detector()
     config = TrackerConfig(redetect_every=redetect_every, check_plausible=check_plausible)
     with tempfile.TemporaryDirectory() as temp:
         folder = Path(workdir) if workdir is not None else Path(temp)

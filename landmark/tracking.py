@@ -32,7 +32,7 @@ import numpy as np
 
 from landmark.data.crop import crop_matrix, face_box_from_points
 from landmark.data.pose import head_pose
-from landmark.detect.calibration import box_iou
+from landmark.detect.calibration import as_detections, box_iou
 from landmark.filters import OneEuroFilter
 
 DETECTED = "detected"  # a track started from a detection on this frame
@@ -76,7 +76,7 @@ class TrackResult:
     points: np.ndarray | None  # (K, 2) smoothed landmarks, image pixels
     raw_points: np.ndarray | None  # (K, 2) landmarks straight from the model
     box: np.ndarray | None  # (4,) landmark box of the raw points
-    detections: np.ndarray | None  # (N, 5) this frame's detections, None when the detector did not run
+    detections: np.ndarray | None  # (N, >= 5) this frame's detections, None when the detector did not run
     lost_reason: str | None  # why the previous track ended on this frame, if it did
     detect_ms: float
     landmarks_ms: float
@@ -228,7 +228,7 @@ class FaceTracker:
 
     def _detect(self, image: np.ndarray) -> tuple[np.ndarray, float]:
         start = time.perf_counter()
-        detections = np.asarray(self.detector.detect(image), dtype=np.float32).reshape(-1, 5)
+        detections = as_detections(self.detector.detect(image))
         self._since_detect = 0
         return detections, 1000 * (time.perf_counter() - start)
 

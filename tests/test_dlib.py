@@ -8,7 +8,6 @@ flip test, the CLI and the errors.
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from landmark.data.crop import face_box_from_points
 from landmark.data.dataset import load_image
 from landmark.data.readers import read_300w
 from landmark.data.schemes import IBUG_68, flip_points
-from landmark.detect import DlibHogDetector, HaarPhotoDetector, build_detector
+from landmark.detect import DlibHogDetector, build_detector
 from landmark.detect.calibration import BoxCalibration, box_iou
 from landmark.detect.dlib_hog import DLIB_CALIBRATION
 from landmark.errors import LandmarkError
@@ -135,13 +134,12 @@ def test_a_bad_dlib_model_file_is_one_clear_error(tmp_path, content, message) ->
     assert str(path) in str(error.value)
 
 
-def test_without_dlib_installed_the_errors_say_how_to_install_it(monkeypatch, caplog) -> None:
+def test_without_dlib_installed_the_errors_say_how_to_install_it(monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "dlib", None)  # makes ``import dlib`` raise ImportError
     with pytest.raises(LandmarkError, match=r"dlib is not installed: pip install dlib-bin face_recognition_models"):
         DlibShapePredictor()
-    with caplog.at_level(logging.WARNING, logger="landmark.detect"):
-        assert isinstance(build_detector("dlib", photos=True), HaarPhotoDetector)
-    assert "dlib is not installed" in caplog.text and "falling back to the Haar detector" in caplog.text
+    with pytest.raises(LandmarkError, match=r"dlib is not installed: pip install dlib-bin"):
+        build_detector("dlib", photos=True)  # asked for by name: that detector or an error, never Haar instead
 
 
 def test_the_hog_detector_returns_n_by_5_rows_and_finds_real_faces(shared_data, tmp_path) -> None:

@@ -249,7 +249,7 @@ def write_config(tmp_path: Path, change: dict) -> Path:
         ({"loss.name": "hinge"}, r"train\.yaml: loss\.name"),
         ({"data.format": "coco"}, r"data\.format: expected one of wflw, 300w, csv, json"),
         ({"data.box_source": "haar"}, r"data\.box_source: expected one of points, box, detector, got 'haar'"),
-        ({"data.detector": "hog"}, r"data\.detector: expected one of haar, mediapipe, yunet, dlib, got 'hog'"),
+        ({"data.detector": "hog"}, r"data\.detector: expected one of yunet, haar, mediapipe, dlib, got 'hog'"),
         ({"data.landmark_box_share": 1.5}, r"data\.landmark_box_share: expected a fraction in \[0, 1\], got 1\.5"),
         ({"data.landmark_box_share": 0.5, "data.box_source": "points"}, r"landmark_box_share: needs data\.box_source"),
         ({"schedule.min_lr": -1}, r"train\.yaml: schedule\.min_lr: expected a number >= 0, got -1"),
@@ -310,13 +310,13 @@ def test_box_source_detector_crops_training_faces_around_detections(
     cfg = tiny_config(synthetic_root, "data.box_source=detector")
     with caplog.at_level("INFO", logger="landmark.train.trainer"):
         train_set, val_set = trainer.build_datasets(cfg)
-    # the photo detector, as landmark eval --box detector runs it, and no silent fallback to another one
-    assert built == [(("haar", None), {"fallback": False, "photos": True})] * 2
+    # the default detector (YuNet) with its photo settings, as landmark eval --box detector runs it
+    assert built == [(("yunet", None), {"photos": True})] * 2
     assert train_set.box_source == val_set.box_source == "box"
     for record in train_set.records[:5] + val_set.records[:5]:  # WFLW's own boxes were replaced
         np.testing.assert_allclose(record.box, face_box_from_points(record.points))
     n = len(train_set)
-    assert f"train: the haar detector missed {n} of {n} faces (landmark box used)" in caplog.text
+    assert f"train: the yunet detector missed {n} of {n} faces (landmark box used)" in caplog.text
 
 
 def test_box_source_detector_refuses_a_missing_detector_model(synthetic_root: Path, tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from landmark.commands import non_negative_float, positive_float, positive_int
 from landmark.demo_app import Window, check_model_path, display_problem, run_pipeline
-from landmark.detect import DETECTORS, build_detector
+from landmark.detect import DETECTORS, build_detector, close_detector
 from landmark.dms import load_dms_config
 from landmark.errors import LandmarkError
 from landmark.files import check_writable, same_path
@@ -33,8 +33,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--flip-test", action="store_true", help="average each face with its mirror's prediction (2x model time)"
     )
-    parser.add_argument("--detector", choices=DETECTORS, default="haar", help="face detector (default: haar)")
-    parser.add_argument("--detector-model", type=Path, help="model file for the mediapipe or yunet detector")
+    parser.add_argument(
+        "--detector",
+        choices=DETECTORS,
+        help="face detector (default: yunet, the shipped one; haar only when yunet cannot be loaded)",
+    )
+    parser.add_argument(
+        "--detector-model", type=Path, help="model file of the detector (mediapipe needs one; yunet ships)"
+    )
     parser.add_argument("--output", type=Path, help="write the annotated video here (MP4)")
     parser.add_argument("--log", type=Path, help="write one JSON line per frame here")
     parser.add_argument("--headless", action="store_true", help="no window, even when a display is available")
@@ -92,21 +98,24 @@ def run(args: argparse.Namespace) -> int:
     else:
         window = Window()
 
-    summary = run_pipeline(
-        args.source,
-        predictor,
-        detector,
-        output=output,
-        log=log,
-        window=window,
-        max_frames=args.max_frames,
-        dms_config=dms_config,
-        tracker_config=tracker_config,
-        reconnect=args.reconnect,
-        fps=args.fps,
-        progress=window is None,
-        screenshot_dir=args.screenshots,
-    )
+    try:
+        summary = run_pipeline(
+            args.source,
+            predictor,
+            detector,
+            output=output,
+            log=log,
+            window=window,
+            max_frames=args.max_frames,
+            dms_config=dms_config,
+            tracker_config=tracker_config,
+            reconnect=args.reconnect,
+            fps=args.fps,
+            progress=window is None,
+            screenshot_dir=args.screenshots,
+        )
+    finally:
+        close_detector(detector)
     stages = "  ".join(f"{name} {ms:.2f}" for name, ms in summary["stage_ms"].items())
     print(
         f"{summary['frames']} frames in {summary['seconds']:.1f} s ({summary['fps']:.1f} FPS); "

@@ -14,7 +14,7 @@ from landmark.commands import non_negative_int, positive_int
 from landmark.commands.output import write_json
 from landmark.config import default_model_path
 from landmark.data.crop import face_box_from_points
-from landmark.detect import build_detector
+from landmark.detect import DETECTORS, build_detector, close_detector
 from landmark.detect.calibration import boxes_from_detector
 from landmark.errors import LandmarkError
 from landmark.files import check_writable, make_folder, write_atomic
@@ -46,8 +46,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default="gt",
         help="crop around the landmark box (gt) or the shipped face detector's box (detector)",
     )
-    parser.add_argument("--detector", default="haar", help="detector for --box detector (default: %(default)s)")
-    parser.add_argument("--detector-model", help="model file for the mediapipe / yunet detectors")
+    parser.add_argument(
+        "--detector",
+        choices=DETECTORS,
+        help="detector for --box detector (default: yunet; haar only when yunet cannot be loaded)",
+    )
+    parser.add_argument("--detector-model", help="model file of the detector (mediapipe needs one; yunet ships)")
     parser.add_argument("--flip-test", action="store_true", help="average with the prediction on the mirrored crop")
     parser.add_argument(
         "--val-fraction",
@@ -109,7 +113,10 @@ def run(args: argparse.Namespace) -> int:
     if args.box == "detector":
         detector = build_detector(args.detector, args.detector_model, photos=True)
         progress = partial(tqdm, desc="detecting faces", leave=False)
-        records, fallbacks = boxes_from_detector(records, detector, progress=progress)
+        try:
+            records, fallbacks = boxes_from_detector(records, detector, progress=progress)
+        finally:
+            close_detector(detector)
     if args.dlib is not None:
         out = predict_with_dlib(dlib_model, records, args.box == "detector", args.flip_test)
     else:

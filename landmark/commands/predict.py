@@ -22,7 +22,8 @@ import numpy as np
 
 from landmark.commands import positive_int
 from landmark.config import default_model_path
-from landmark.detect import DETECTORS, build_detector
+from landmark.detect import DETECTORS, build_detector, close_detector
+from landmark.detect.calibration import as_detections
 from landmark.errors import LandmarkError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".webp", ".tif", ".tiff"}
@@ -33,7 +34,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("predict", help="detect faces and predict landmarks in images or folders")
     parser.add_argument("inputs", nargs="+", type=Path, metavar="IMAGE_OR_DIR", help="image files or folders")
     parser.add_argument("--model", type=Path, help="a .onnx or .pt model (default: the package's default model)")
-    parser.add_argument("--detector", choices=DETECTORS, default="haar", help="face detector (default: %(default)s)")
+    parser.add_argument(
+        "--detector",
+        choices=DETECTORS,
+        help="face detector (default: yunet, the shipped one; haar only when yunet cannot be loaded)",
+    )
     parser.add_argument("--detector-model", type=Path, help="model file of the detector, where it needs one")
     parser.add_argument(
         "--out", type=Path, default=Path("runs/predict"), help="annotated images (default: %(default)s)"
@@ -96,7 +101,7 @@ def landmark_boxes(detector, boxes: np.ndarray) -> np.ndarray:
     so detectors that know the mapping (``to_landmark_box``) apply it; the score column is kept."""
     if not hasattr(detector, "to_landmark_box") or len(boxes) == 0:
         return boxes
-    mapped = np.stack([np.asarray(detector.to_landmark_box(box[:4]), dtype=np.float32) for box in boxes])
+    mapped = np.stack([np.asarray(detector.to_landmark_box(box), dtype=np.float32) for box in boxes])
     return np.concatenate([mapped, boxes[:, 4:5]], axis=1)
 
 
@@ -105,8 +110,8 @@ def predict_images(
 ) -> tuple[list[dict[str, Any]], int]:
     """Detect + predict every image; returns (results, images skipped).
 
-    ``detector.detect(bgr)`` returns (N, 5) rows x_min, y_min, x_max, y_max, score; the JSON keeps the
-    detector's box. ``out_dir=None`` writes no annotated images.
+    ``detector.detect(bgr)`` returns (N, >= 5) rows x_min, y_min, x_max, y_max, score[, detector-specific
+    columns]; the JSON keeps the detector's box and score. ``out_dir=None`` writes no annotated images.
     """
     from tqdm import tqdm
 
@@ -121,7 +126,7 @@ def predict_images(
             print(f"landmark predict: warning: {path}: cannot read image, skipped", file=sys.stderr)
             skipped += 1
             continue
-        boxes = np.asarray(detector.detect(image), dtype=np.float32).reshape(-1, 5)
+        boxes = as_detections(detector.detect(image))
         prediction = predictor.predict(image, landmark_boxes(detector, boxes), with_pose=True)
         faces = [
             {
@@ -173,7 +178,12 @@ def run(args: argparse.Namespace) -> int:
     predictor = LandmarkPredictor.from_path(model_path, threads=args.threads, flip_test=args.flip_test)
     detector = build_detector(args.detector, args.detector_model, photos=True)
     make_folder(args.out, "--out")
-    results, skipped = predict_images(paths, predictor, detector, args.out, progress=len(paths) > PROGRESS_MIN_IMAGES)
+    try:
+        results, skipped = predict_images(
+            paths, predictor, detector, args.out, progress=len(paths) > PROGRESS_MIN_IMAGES
+        )
+    finally:
+        close_detector(detector)
     if not results:
         raise LandmarkError(f"none of the {len(paths)} images could be read")
     json_path = args.json or str(args.out / "predictions.json")

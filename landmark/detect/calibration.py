@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import cv2
@@ -58,6 +57,13 @@ class BoxCalibration:
         return np.array(
             [centre_x - width / 2, centre_y - height / 2, centre_x + width / 2, centre_y + height / 2], np.float32
         )
+
+
+def as_detections(rows) -> np.ndarray:
+    """A detector's output as a float32 (N, C) array, C >= 5 (box, score, any detector-specific columns);
+    an empty result is (0, 5)."""
+    rows = np.asarray(rows, dtype=np.float32)
+    return rows.reshape(len(rows), -1) if rows.size else np.zeros((0, 5), np.float32)
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -101,7 +107,7 @@ def boxes_from_detector(
     try:
         for record in progress(records) if progress else records:
             truth = face_box_from_points(record.points)
-            estimates = [detector.to_landmark_box(d[:4]) for d in detector.detect(load_image(record.image_path))]
+            estimates = [detector.to_landmark_box(d) for d in detector.detect(load_image(record.image_path))]
             match = best_overlap(estimates, truth, min_iou)
             if match is None:
                 box, fallbacks = truth, fallbacks + 1
@@ -114,21 +120,22 @@ def boxes_from_detector(
 
 
 def fit_box_calibration(
-    detector, folder: Path, limit: int | None = None, min_iou: float = 0.3, progress: Callable | None = None
+    detector, records: list[FaceRecord], min_iou: float = 0.3, progress: Callable | None = None
 ) -> dict:
-    """Measure a detector's ``BoxCalibration`` on a folder of 300-W ``.pts`` + image pairs (``progress``
-    wraps the list of faces, e.g. ``tqdm``).
+    """Measure a detector's ``BoxCalibration`` on annotated faces (``progress`` wraps the list of faces, e.g.
+    ``tqdm``).
 
     Each face's detection is the one with the best IoU to its landmark box (at least ``min_iou``, so a
     neighbour's face in the crop is not matched). Returns the calibration, the detection rate and the spread
-    (interquartile range) of each ratio, so one can judge how well a fixed mapping fits.
+    (interquartile range) of each ratio, so one can judge how well a fixed mapping fits. For a detector that
+    also gives five points per face (YuNet: rows of 15 columns), ``five_point_box`` is fitted too (see
+    ``landmark.detect.yunet.FivePointBox``), with the median IoU of its landmark-box estimate.
     """
     from landmark.data.crop import face_box_from_points
-    from landmark.data.readers import read_300w
+    from landmark.detect.yunet import fit_five_point_box
 
     # ``detect`` returns the raw detector boxes; the calibration is applied only by ``to_landmark_box``.
-    records = read_300w(Path(folder))[:limit]
-    ratios, ious_raw, ious_mapped = [], [], []
+    ratios, ious_raw, ious_mapped, five_point_rows, landmarks = [], [], [], [], []
     for record in progress(records) if progress else records:
         image = cv2.imread(str(record.image_path))
         if image is None:
@@ -141,6 +148,9 @@ def fit_box_calibration(
         det = detections[match[0]]
         ious_raw.append(match[1])
         ious_mapped.append(box_iou(detector.to_landmark_box(det), truth))
+        if len(det) >= 15:
+            five_point_rows.append(np.asarray(det[:15], np.float64))
+            landmarks.append(record.points)
         det_w, det_h = det[2] - det[0], det[3] - det[1]
         ratios.append(
             [
@@ -151,12 +161,12 @@ def fit_box_calibration(
             ]
         )
     if not ratios:
-        raise ValueError(f"{folder}: the detector matched none of {len(records)} faces")
+        raise ValueError(f"the detector matched none of {len(records)} faces")
     ratios = np.array(ratios)
     median = np.median(ratios, axis=0)
     q25, q75 = np.percentile(ratios, [25, 75], axis=0)
     calibration = BoxCalibration(*(round(float(v), 3) for v in median))
-    return {
+    result = {
         "calibration": calibration,
         "faces": len(records),
         "detected": len(ratios),
@@ -166,3 +176,10 @@ def fit_box_calibration(
         "median_iou_raw": round(float(np.median(ious_raw)), 3),
         "iqr": dict(zip(("scale_x", "scale_y", "shift_x", "shift_y"), np.round(q75 - q25, 3).tolist(), strict=True)),
     }
+    if five_point_rows:
+        model = fit_five_point_box(five_point_rows, landmarks)
+        estimates = model.landmark_boxes(np.array(five_point_rows))
+        ious = [box_iou(box, face_box_from_points(points)) for box, points in zip(estimates, landmarks, strict=True)]
+        result["five_point_box"] = model
+        result["median_iou_five_point_fit"] = round(float(np.median(ious)), 3)
+    return result

@@ -41,7 +41,7 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
         "skip_invalid": ((bool,), False),
         "crop_scale": (NUMBER, 1.25),
         "box_source": ((str,), "points"),
-        "detector": ((str,), "haar"),
+        "detector": ((str,), "yunet"),  # see landmark.detect.DETECTORS
         "detector_model": ((str, type(None)), None),
         "landmark_box_share": (NUMBER, 0.0),
         "box_jitter": (NUMBER, 0.0),

@@ -37,7 +37,7 @@ from landmark.checkpoint import load_checkpoint, save_checkpoint
 from landmark.data.dataset import LandmarkDataset, build_records, prepare_workers, worker_init_fn
 from landmark.data.readers import FaceRecord
 from landmark.data.schemes import scheme_for
-from landmark.detect import build_detector
+from landmark.detect import build_detector, close_detector
 from landmark.detect.calibration import boxes_from_detector
 from landmark.errors import ConfigError, LandmarkError, first_line
 from landmark.models.backbone import silence_dead_channels
@@ -261,13 +261,16 @@ def build_optimizer(params: list[nn.Parameter], optim: dict) -> torch.optim.Opti
 
 def detected_records(records: list[FaceRecord], data: dict, split: str) -> list[FaceRecord]:
     """``box_source: detector``: crop every face around the box the deployed detector finds for it, so the
-    model learns that detector's real box errors (the photo Haar detector, as ``landmark eval --box
-    detector`` runs it); a face it misses keeps its landmark box. The validation faces get the same, so the
-    validation NME is the deployed one. A MediaPipe/YuNet model file that is missing stops the run rather than
-    training on another detector's boxes."""
-    detector = build_detector(data["detector"], data["detector_model"], fallback=False, photos=True)
+    model learns that detector's real box errors (YuNet unless ``data.detector`` names another, with the
+    still-photo settings ``landmark eval --box detector`` runs); a face it misses keeps its landmark box.
+    The validation faces get the same, so the validation NME is the deployed one. A detector that cannot be
+    loaded stops the run rather than training on another detector's boxes."""
+    detector = build_detector(data["detector"], data["detector_model"], photos=True)
     progress = partial(tqdm, desc=f"detecting {split} faces", leave=False, disable=len(records) < 50)
-    records, fallbacks = boxes_from_detector(records, detector, progress=progress)
+    try:
+        records, fallbacks = boxes_from_detector(records, detector, progress=progress)
+    finally:
+        close_detector(detector)
     logger.info(
         "%s: the %s detector missed %d of %d faces (landmark box used)",
         split,
