@@ -1,1 +1,2 @@
-"""Benchmarks: inference latency and throughput of the landmark models."""
+"""Benchmarks: data, training and inference speed of the landmark models, and our detectors, demo and model
+beside their peers."""

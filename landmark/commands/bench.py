@@ -53,16 +53,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--mediapipe-model",
         type=Path,
+        metavar="FILE",
         help="MediaPipe Face Landmarker for --peers (default: ../shared/models/face_landmarker.task)",
     )
     parser.add_argument(
         "--blazeface-model",
         type=Path,
+        metavar="FILE",
         help="BlazeFace model for --detectors, a .tflite or a Face Landmarker .task bundle (default: "
         "../shared/models/face_landmarker.task, whose face_detector.tflite is BlazeFace short range)",
     )
     parser.add_argument(
-        "--faces-limit", type=positive_int, help="--detectors: only the first N of the 300-W faces, for a quick look"
+        "--faces-limit",
+        type=positive_int,
+        metavar="N",
+        help="--detectors: only the first N of the 300-W faces, for a quick look",
     )
     parser.add_argument(
         "--model", type=Path, help="model for --demo and --peers (.onnx/.pt; default: the package default)"
