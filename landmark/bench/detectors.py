@@ -34,7 +34,7 @@ import numpy as np
 
 from landmark.data.crop import face_box_from_points
 from landmark.data.readers import FaceRecord
-from landmark.detect import Detector, build_detector
+from landmark.detect import Detector, build_detector, close_detector
 from landmark.detect.calibration import best_overlap
 from landmark.errors import DataError, LandmarkError
 
@@ -124,16 +124,20 @@ def benchmark_detector(
     if video_detector is None or photo_detector is None:
         reason = video_problem or photo_problem
         return {**row, "available": False, "reason": reason, "video": None, "faces300w": None, "dlib_examples": None}
-    row.update(available=True, reason=None, video=time_detector(video_detector, frames))
-    row["faces300w"] = None
-    if faces300w:
-        found = match_faces(photo_detector, faces300w, progress=progress, description=f"{name}, 300-W")["found"]
-        row["faces300w"] = {"faces": len(faces300w), "found": found, "share": found / len(faces300w)}
-    row["dlib_examples"] = None
-    if dlib_examples:
-        row["dlib_examples"] = match_faces(
-            photo_detector, dlib_examples, progress=progress, description=f"{name}, dlib photos"
-        )
+    try:
+        row.update(available=True, reason=None, video=time_detector(video_detector, frames))
+        row["faces300w"] = None
+        if faces300w:
+            found = match_faces(photo_detector, faces300w, progress=progress, description=f"{name}, 300-W")["found"]
+            row["faces300w"] = {"faces": len(faces300w), "found": found, "share": found / len(faces300w)}
+        row["dlib_examples"] = None
+        if dlib_examples:
+            row["dlib_examples"] = match_faces(
+                photo_detector, dlib_examples, progress=progress, description=f"{name}, dlib photos"
+            )
+    finally:
+        close_detector(video_detector)
+        close_detector(photo_detector)
     return row
 
 
