@@ -19,10 +19,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from landmark.config import WEIGHTS_DIR
 from landmark.detect.calibration import BoxCalibration
 from landmark.errors import LandmarkError
 
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 MODEL_FILE = WEIGHTS_DIR / "face_detection_yunet_2026may.onnx"
 FIVE_POINT_FILE = WEIGHTS_DIR / "yunet_five_point_box.json"
 MODEL_HELP = (
@@ -33,7 +33,7 @@ MODEL_HELP = (
 
 # Measured with ``landmark calibrate-detector --detector yunet --photos`` on the 1,207 300-W training faces:
 # all found, interquartile ranges 0.056 / 0.071 (scales), 0.032 / 0.030 (x / y shifts); median IoU with the
-# landmark box 0.70 raw, 0.78 mapped. YuNet's box runs from the hairline to the chin, so the landmark box is
+# landmark box 0.70 raw, 0.89 mapped. YuNet's box runs from the hairline to the chin, so the landmark box is
 # much shorter and lower. Used only for rows without the five points (a caller that passes a bare box).
 YUNET_CALIBRATION = BoxCalibration(scale_x=1.024, scale_y=0.755, shift_x=0.002, shift_y=0.124)
 
@@ -54,20 +54,25 @@ class FivePointBox:
     weights: np.ndarray
 
     @staticmethod
+    def box_frame(detections: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(rows (N, 15) float64, box centres (N, 1, 2), box sizes (N, 1, 2)) of detection rows: the frame in
+        which the features and the fitted landmark boxes are expressed."""
+        rows = np.asarray(detections, np.float64).reshape(-1, 15)
+        centre = 0.5 * (rows[:, 0:2] + rows[:, 2:4])
+        size = np.maximum(rows[:, 2:4] - rows[:, 0:2], 1e-6)
+        return rows, centre[:, None], size[:, None]
+
+    @staticmethod
     def features(detections: np.ndarray) -> np.ndarray:
         """(N, 11): the five points of (N, 15) detection rows relative to their box, and a constant 1."""
-        detections = np.asarray(detections, np.float64).reshape(-1, 15)
-        centre = 0.5 * (detections[:, 0:2] + detections[:, 2:4])
-        size = np.maximum(detections[:, 2:4] - detections[:, 0:2], 1e-6)
-        points = (detections[:, 5:15].reshape(-1, 5, 2) - centre[:, None]) / size[:, None]
-        return np.concatenate([points.reshape(-1, 10), np.ones((len(detections), 1))], axis=1)
+        rows, centre, size = FivePointBox.box_frame(detections)
+        points = (rows[:, 5:15].reshape(-1, 5, 2) - centre) / size
+        return np.concatenate([points.reshape(-1, 10), np.ones((len(rows), 1))], axis=1)
 
     def landmark_boxes(self, detections: np.ndarray) -> np.ndarray:
         """(N, 4) float32 landmark-box estimates for (N, 15) detection rows."""
-        detections = np.asarray(detections, np.float64).reshape(-1, 15)
-        centre = 0.5 * (detections[:, 0:2] + detections[:, 2:4])
-        size = detections[:, 2:4] - detections[:, 0:2]
-        corners = (self.features(detections) @ self.weights).reshape(-1, 2, 2) * size[:, None] + centre[:, None]
+        _, centre, size = self.box_frame(detections)
+        corners = (self.features(detections) @ self.weights).reshape(-1, 2, 2) * size + centre
         return corners.reshape(-1, 4).astype(np.float32)
 
     def to_json(self) -> dict:
@@ -89,11 +94,11 @@ def fit_five_point_box(detections: list[np.ndarray], landmarks: list[np.ndarray]
     landmark boxes of the annotated faces they matched."""
     if not detections:
         raise ValueError("no faces to fit the five-point box on")
-    rows = np.asarray(detections, np.float64).reshape(-1, 15)
-    centre = 0.5 * (rows[:, 0:2] + rows[:, 2:4])
-    size = rows[:, 2:4] - rows[:, 0:2]
-    boxes = np.array([np.r_[np.min(p, axis=0), np.max(p, axis=0)] for p in landmarks], np.float64)
-    targets = ((boxes.reshape(-1, 2, 2) - centre[:, None]) / size[:, None]).reshape(-1, 4)
+    from landmark.data.crop import face_box_from_points
+
+    rows, centre, size = FivePointBox.box_frame(detections)
+    boxes = np.array([face_box_from_points(points) for points in landmarks], np.float64)
+    targets = ((boxes.reshape(-1, 2, 2) - centre) / size).reshape(-1, 4)
     features = FivePointBox.features(rows)
     gram = features.T @ features + ridge * np.eye(features.shape[1])
     return FivePointBox(np.linalg.solve(gram, features.T @ targets))
