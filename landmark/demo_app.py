@@ -24,13 +24,13 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from landmark.config import default_model_path
 from landmark.data.pose import angles_from_rotation, solve_head_pose
 from landmark.dms import DMSConfig, DriverMonitor
 from landmark.errors import LandmarkError
 from landmark.overlay import draw_overlay
+from landmark.progress import progress_bar
 from landmark.tracking import FaceTracker, TrackerConfig
 from landmark.video import JsonlLog, VideoWriter, open_source
 
@@ -154,7 +154,7 @@ def run_pipeline(
     writer = VideoWriter(output, src.fps) if output else None
     log_file = JsonlLog(log) if log else None
     total = src.frame_count if max_frames is None or src.frame_count is None else min(src.frame_count, max_frames)
-    bar = tqdm(total=total, unit="frame", disable=not progress or total is None, leave=False)
+    bar = progress_bar(total=total, desc="demo", unit="frame", disable=not progress or total is None)
     timer = _Timer()
     frames = face_frames = detect_calls = 0
     quit_by_user = False

@@ -14,6 +14,7 @@ from landmark.commands.output import write_json
 from landmark.config import shared_data_dir
 from landmark.errors import LandmarkError
 from landmark.files import check_writable
+from landmark.progress import progress_bar
 
 if TYPE_CHECKING:
     import numpy as np
@@ -206,9 +207,7 @@ def _shared_model(file_name: str) -> Path:
 
 
 def _progress(items: Iterable, description: str) -> Iterable:
-    from tqdm import tqdm
-
-    return tqdm(items, desc=description, unit="image", leave=False)
+    return progress_bar(items, desc=description, unit="image")
 
 
 def _percent(found: int, total: int) -> str:

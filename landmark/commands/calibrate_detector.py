@@ -14,6 +14,7 @@ from landmark.config import shared_data_dir
 from landmark.detect import DEFAULT_DETECTOR, DETECTORS
 from landmark.errors import LandmarkError
 from landmark.files import check_writable, write_atomic
+from landmark.progress import progress_bar
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -44,8 +45,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from landmark.data.dataset import build_records
     from landmark.detect import build_detector, close_detector
     from landmark.detect.calibration import fit_box_calibration
@@ -61,7 +60,9 @@ def run(args: argparse.Namespace) -> int:
     records = build_records(data_cfg, "train")
     detector = build_detector(args.detector, args.detector_model, photos=args.photos)
     try:
-        result = fit_box_calibration(detector, records, progress=partial(tqdm, desc="detecting faces", leave=False))
+        result = fit_box_calibration(
+            detector, records, progress=partial(progress_bar, desc="detecting faces", unit="face")
+        )
     except ValueError as err:  # the detector matched no face
         raise LandmarkError(f"{folder}: {err}") from None
     finally:

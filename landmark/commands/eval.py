@@ -8,7 +8,6 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from landmark.commands import non_negative_int, positive_int
 from landmark.commands.output import write_json
@@ -19,6 +18,7 @@ from landmark.detect.calibration import boxes_from_detector
 from landmark.errors import LandmarkError
 from landmark.files import check_writable, make_folder, write_atomic
 from landmark.inference.dlib_predictor import DlibShapePredictor
+from landmark.progress import progress_bar
 from landmark.train.metrics import plot_ced, source_subsets
 
 
@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     fallbacks = 0
     if args.box == "detector":
         detector = build_detector(args.detector, args.detector_model, photos=True)
-        progress = partial(tqdm, desc="detecting faces", leave=False)
+        progress = partial(progress_bar, desc="detecting faces", unit="face")
         try:
             records, fallbacks = boxes_from_detector(records, detector, progress=progress)
         finally:
@@ -133,7 +133,11 @@ def run(args: argparse.Namespace) -> int:
         loader = DataLoader(dataset, batch_size=args.batch_size, num_workers=0)
         with torch.inference_mode():
             out = predict_loader(
-                model, tqdm(loader, desc="evaluating", leave=False), scheme, torch.device("cpu"), args.flip_test
+                model,
+                progress_bar(loader, desc="evaluating", unit="batch"),
+                scheme,
+                torch.device("cpu"),
+                args.flip_test,
             )
     result = evaluate_predictions(out["pred"], out["gt"], out["attributes"], scheme)
     names = [records[i].image_path.name for i in out["index"]]
@@ -169,7 +173,7 @@ def predict_with_dlib(model: DlibShapePredictor, records: list, use_box: bool, f
     from landmark.data.dataset import load_image
 
     pred = []
-    for record in tqdm(records, desc="evaluating dlib", leave=False):
+    for record in progress_bar(records, desc="evaluating dlib", unit="face"):
         box = record.box if use_box else face_box_from_points(record.points)
         pred.append(model.predict(load_image(record.image_path), box, flip_test))
     return {

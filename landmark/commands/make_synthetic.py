@@ -9,10 +9,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tqdm import tqdm
-
 from landmark.errors import LandmarkError
 from landmark.files import check_writable, same_path
+from landmark.progress import progress_bar
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -82,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     if mode == "images":
         from landmark.data.synthetic import write_synthetic_wflw
 
-        with tqdm(total=args.n, desc="rendering faces", unit="img") as bar:
+        with progress_bar(total=args.n, desc="rendering faces", unit="img", leave=True) as bar:
             summary = write_synthetic_wflw(
                 args.out, args.n, args.seed, test_fraction=args.test_fraction, size=args.size, progress=bar.update
             )
@@ -96,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     from landmark.data.synthetic_video import render_driver_video
 
     frames = int(round(args.seconds * args.fps))
-    with tqdm(total=frames, desc="rendering video", unit="frame") as bar:
+    with progress_bar(total=frames, desc="rendering video", unit="frame", leave=True) as bar:
         summary = render_driver_video(
             args.video,
             args.timeline,

@@ -25,6 +25,7 @@ from landmark.config import default_model_path
 from landmark.detect import DETECTORS, build_detector, close_detector
 from landmark.detect.calibration import as_detections
 from landmark.errors import LandmarkError
+from landmark.progress import progress_bar
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".webp", ".tif", ".tiff"}
 PROGRESS_MIN_IMAGES = 5  # a bar for folders; a handful of files just prints the summary
@@ -113,14 +114,12 @@ def predict_images(
     ``detector.detect(bgr)`` returns (N, >= 5) rows x_min, y_min, x_max, y_max, score[, detector-specific
     columns]; the JSON keeps the detector's box and score. ``out_dir=None`` writes no annotated images.
     """
-    from tqdm import tqdm
-
     from landmark.files import write_atomic
 
     results: list[dict[str, Any]] = []
     skipped = 0
     used: set[str] = set()
-    for path in tqdm(paths, disable=not progress, unit="img", file=sys.stderr):
+    for path in progress_bar(paths, desc="predicting", disable=not progress, unit="img"):
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if image is None:
             print(f"landmark predict: warning: {path}: cannot read image, skipped", file=sys.stderr)
