@@ -9,7 +9,7 @@ Every detector has the same two methods:
 
 Why YuNet is the default: on the 300-W training faces it finds all 1,207 (the Haar photo detector 94.8%), it
 finds the three-quarter-turned driver that a frontal Haar cascade misses, and its five points place the
-landmark crop nearly as well as the true landmark box does. The README has the measurements.
+landmark crop nearly as well as the true landmark box does. docs/detectors.md has the measurements.
 
 ``build_detector()`` without a name gives YuNet, and falls back to Haar (with one warning) only when YuNet
 cannot be loaded. A detector asked for by name is that detector or one ``LandmarkError``: a missing model

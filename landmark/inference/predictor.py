@@ -190,7 +190,7 @@ class LandmarkPredictor:
         self.crop_scale = crop_scale
         self.name = name
         # Off by default: averaging with the mirrored crop costs a second model call for a few percent less
-        # error (README: "The default model"), worth it for still images more than for video.
+        # error (docs/model-card.md, "Metrics"), worth it for still images more than for video.
         self.flip_test = flip_test
 
     @classmethod
