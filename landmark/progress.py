@@ -2,9 +2,10 @@
 
 A tqdm bar redraws itself with carriage returns, several times a second; written to a file (CI, ``make run
 2> log``) that is thousands of updates on one "line". When the stream is not a terminal, ``progress_bar``
-returns a ``PlainProgress`` instead: one line when the loop starts, one at each quarter of a known total (or
-every ``interval_s`` seconds, whichever comes first), and one at the end with the count, the elapsed time and
-the rate. Both objects take the same calls (iterate, ``update``, ``set_postfix``, ``close``, ``with``).
+returns a ``PlainProgress`` instead: one line when the loop starts, one at each quarter of a known total
+(when at least ``min_gap_s`` seconds have passed since the previous line, so a loop of a few seconds writes
+only its first and last line) or every ``interval_s`` seconds, and one at the end with the count, the elapsed
+time and the rate. Both objects take the same calls (iterate, ``update``, ``set_postfix``, ``close``, ``with``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any, TextIO
 
 MILESTONES = (0.25, 0.5, 0.75)  # fractions of a known total that get a line
 INTERVAL_S = 60.0  # at most this long between two lines while the loop runs
+MIN_GAP_S = 5.0  # a quarter mark gets a line only this long after the previous line: short loops write two
 
 
 def is_terminal(stream: TextIO | None) -> bool:
@@ -36,6 +38,7 @@ def progress_bar(
     leave: bool = False,
     file: TextIO | None = None,
     interval_s: float = INTERVAL_S,
+    min_gap_s: float = MIN_GAP_S,
     **tqdm_kwargs: Any,
 ) -> Any:
     """A progress display over ``iterable`` (or driven by ``update`` when it is None) on ``file`` (default
@@ -49,7 +52,14 @@ def progress_bar(
             iterable, total=total, desc=desc, unit=unit, disable=disable, leave=leave, file=stream, **tqdm_kwargs
         )
     return PlainProgress(
-        iterable, total=total, desc=desc, unit=unit, disable=disable, file=stream, interval_s=interval_s
+        iterable,
+        total=total,
+        desc=desc,
+        unit=unit,
+        disable=disable,
+        file=stream,
+        interval_s=interval_s,
+        min_gap_s=min_gap_s,
     )
 
 
@@ -70,6 +80,7 @@ class PlainProgress:
         disable: bool = False,
         file: TextIO | None = None,
         interval_s: float = INTERVAL_S,
+        min_gap_s: float = MIN_GAP_S,
         clock: Any = time.monotonic,
     ) -> None:
         if total is None and iterable is not None:
@@ -84,6 +95,7 @@ class PlainProgress:
         self.disable = disable
         self.file = file if file is not None else sys.stderr
         self.interval_s = interval_s
+        self.min_gap_s = min_gap_s
         self.clock = clock
         self.n = 0
         self.postfix = ""
@@ -124,7 +136,8 @@ class PlainProgress:
                 crossed = True
             if self.n >= self.total:
                 return  # close() writes the last line
-        if crossed or now - self.last_line >= self.interval_s:
+        since = now - self.last_line
+        if (crossed and since >= self.min_gap_s) or since >= self.interval_s:
             self._write(self._status(now))
 
     def set_postfix(self, ordered_dict: dict | None = None, refresh: bool = True, **kwargs: Any) -> None:

@@ -21,8 +21,11 @@ class Clock:
 
 
 def test_not_a_terminal_gives_a_few_plain_lines():
-    stream = io.StringIO()
-    items = list(progress_bar(range(10_000), desc="rendering faces", unit="img", file=stream))
+    stream, clock = io.StringIO(), Clock()
+    items = []
+    for item in PlainProgress(range(10_000), desc="rendering faces", unit="img", file=stream, clock=clock):
+        items.append(item)
+        clock.t += 0.01  # 100 s in all: every quarter mark is far enough from the line before
     assert items == list(range(10_000))
     text = stream.getvalue()
     assert "\r" not in text
@@ -33,9 +36,16 @@ def test_not_a_terminal_gives_a_few_plain_lines():
     assert any("5,000/10,000 img (50%)" in line for line in lines)
 
 
+def test_a_short_loop_writes_its_first_and_last_line_only():
+    stream = io.StringIO()
+    assert list(progress_bar(range(1000), desc="detecting faces", file=stream)) == list(range(1000))
+    lines = stream.getvalue().splitlines()
+    assert [line.split(",")[0] for line in lines] == ["detecting faces: started (1", "detecting faces: done"]
+
+
 def test_update_set_postfix_and_context_manager():
     stream = io.StringIO()
-    with progress_bar(total=8, desc="epoch 1/3", file=stream) as bar:
+    with progress_bar(total=8, desc="epoch 1/3", file=stream, min_gap_s=0) as bar:
         for _ in range(8):
             bar.set_postfix(loss="0.0123", lr="1.00e-03")
             bar.update(1)
