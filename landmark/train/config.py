@@ -19,6 +19,7 @@ from landmark.data.augment import load_augment_config, validate_augment_config
 from landmark.detect import DETECTORS
 from landmark.errors import ConfigError
 from landmark.models.pfld import load_model_config
+from landmark.models.pretrained import INPUT_SCALINGS
 from landmark.train.losses import build_loss
 
 NUMBER = (int, float)
@@ -32,6 +33,8 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
         "num_points": ((int, type(None)), None),
         "input_size": ((int, type(None)), None),
         "init": ((str, type(None)), None),
+        "pretrained": ((str, type(None)), None),
+        "pretrained_input": ((str,), "imagenet"),
     },
     "data": {
         "format": ((str,), "wflw"),
@@ -73,6 +76,7 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
 }
 FREE_SECTIONS = {"augment", "loss"}  # validated by their own modules
 CHOICES = {
+    ("model", "pretrained_input"): INPUT_SCALINGS,
     ("data", "format"): ("wflw", "300w", "csv", "json"),
     ("data", "box_source"): ("points", "box", "detector"),
     ("data", "detector"): DETECTORS,
@@ -165,8 +169,14 @@ def resolve_train_config(path: str | Path, overrides: list[str] | None = None) -
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from None
     cfg["data"]["root"] = str(expand_path(cfg["data"]["root"]))
-    if cfg["model"]["init"] is not None:
-        cfg["model"]["init"] = str(expand_path(cfg["model"]["init"]))
+    for key in ("init", "pretrained"):
+        if cfg["model"][key] is not None:
+            cfg["model"][key] = str(expand_path(cfg["model"][key]))
+    if cfg["model"]["init"] is not None and cfg["model"]["pretrained"] is not None:
+        raise ConfigError(
+            f"{path}: model.init and model.pretrained are both set: init starts from a whole landmark model, "
+            "pretrained from an ImageNet body; keep one"
+        )
     cfg["source"] = str(path)
     return cfg
 

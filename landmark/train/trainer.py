@@ -42,6 +42,7 @@ from landmark.detect.calibration import boxes_from_detector
 from landmark.errors import ConfigError, LandmarkError, first_line
 from landmark.models.backbone import silence_dead_channels
 from landmark.models.pfld import PFLD, build_auxiliary, build_pfld
+from landmark.models.pretrained import load_pretrained, recalibrate_batchnorm
 from landmark.train.evaluate import predict_loader, score
 from landmark.train.losses import PFLDLoss, build_loss
 
@@ -227,6 +228,32 @@ def load_initial_weights(model: PFLD, aux: nn.Module | None, path: str | Path, n
             aux.load_state_dict(state["aux"])
     except RuntimeError as err:
         raise LandmarkError(f"{path}: model.init weights do not fit model.config ({first_line(err)})") from None
+
+
+# Training crops that re-express a pretrained body's BatchNorms for faces (``recalibrate_batchnorm``).
+CALIBRATION_CROPS = 64
+
+
+def start_from_pretrained(model: PFLD, train_set: LandmarkDataset, path: str, scaling: str) -> None:
+    """``model.pretrained``: the backbone from an ImageNet body, its BatchNorms re-expressed for the
+    statistics of (augmented) training crops; the head and second stages start fresh."""
+    loaded = load_pretrained(model.backbone, path, scaling)
+    count = min(CALIBRATION_CROPS, len(train_set))
+    images = torch.stack([train_set[i]["image"] for i in range(count)])
+    recalibrate_batchnorm(model.backbone, images)
+    trained = [(name, part) for name, part in model.named_children() if any(True for _ in part.parameters())]
+    fresh = [name for name, _ in trained if name != "backbone"]
+    logger.info(
+        "model.pretrained: the backbone's %d layers from the first %d of the %d body tensors in %s, input "
+        "scaling %s folded into the first conv, BatchNorms re-expressed on %d training crops; fresh: %s",
+        len(model.backbone.layers),
+        loaded.loaded,
+        loaded.available,
+        path,
+        scaling,
+        count,
+        ", ".join(fresh),
+    )
 
 
 def check_resume_config(state: dict[str, Any], cfg: dict, path: str | Path) -> None:
@@ -420,6 +447,8 @@ def train(
     if cfg["model"]["init"] is not None and resume is None:
         load_initial_weights(model, aux, cfg["model"]["init"], cfg["model_config"]["num_points"])
         logger.info("starting from the weights in %s", cfg["model"]["init"])
+    if cfg["model"]["pretrained"] is not None and resume is None:
+        start_from_pretrained(model, train_set, cfg["model"]["pretrained"], cfg["model"]["pretrained_input"])
     net = TrainingNet(model, aux).to(device)
     optimizer = build_optimizer(list(net.parameters()), cfg["optim"])
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
