@@ -31,7 +31,6 @@ import yaml
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
-from tqdm import tqdm
 
 from landmark.checkpoint import load_checkpoint, save_checkpoint
 from landmark.data.dataset import LandmarkDataset, build_records, prepare_workers, worker_init_fn
@@ -43,6 +42,7 @@ from landmark.errors import ConfigError, LandmarkError, first_line
 from landmark.models.backbone import silence_dead_channels
 from landmark.models.pfld import PFLD, build_auxiliary, build_pfld
 from landmark.models.pretrained import load_pretrained, recalibrate_batchnorm
+from landmark.progress import progress_bar
 from landmark.train.evaluate import predict_loader, score
 from landmark.train.losses import PFLDLoss, build_loss
 
@@ -293,7 +293,7 @@ def detected_records(records: list[FaceRecord], data: dict, split: str) -> list[
     The validation faces get the same, so the validation NME is the deployed one. A detector that cannot be
     loaded stops the run rather than training on another detector's boxes."""
     detector = build_detector(data["detector"], data["detector_model"], photos=True)
-    progress = partial(tqdm, desc=f"detecting {split} faces", leave=False, disable=len(records) < 50)
+    progress = partial(progress_bar, desc=f"detecting {split} faces", unit="face", disable=len(records) < 50)
     try:
         records, fallbacks = boxes_from_detector(records, detector, progress=progress)
     finally:
@@ -535,11 +535,11 @@ def train(
             net.train()
             loader = make_train_loader(train_set, cfg, world, epoch)
             started, data_wait, losses = time.perf_counter(), 0.0, []
-            bar = tqdm(
+            bar = progress_bar(
                 loader,
                 desc=f"epoch {epoch + 1}/{epochs}",
+                unit="batch",
                 disable=not (progress and world.is_main),
-                leave=False,
                 dynamic_ncols=True,
             )
             tick = time.perf_counter()
