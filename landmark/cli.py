@@ -11,11 +11,36 @@ import logging
 import sys
 
 from landmark import __version__
-from landmark.commands import bench, calibrate_detector, demo, dms_eval, export, info, make_synthetic, predict, train
+from landmark.commands import (
+    bench,
+    calibrate_detector,
+    demo,
+    dms_eval,
+    eval_eyes,
+    export,
+    info,
+    make_synthetic,
+    predict,
+    train,
+    train_eyes,
+)
 from landmark.commands import eval as eval_command
 from landmark.errors import LandmarkError
 
-COMMANDS = [info, make_synthetic, train, eval_command, export, predict, demo, dms_eval, bench, calibrate_detector]
+COMMANDS = [
+    info,
+    make_synthetic,
+    train,
+    eval_command,
+    export,
+    predict,
+    demo,
+    dms_eval,
+    train_eyes,
+    eval_eyes,
+    bench,
+    calibrate_detector,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -3,13 +3,14 @@ annotated video, a JSONL log and per-stage timings out.
 
 One loop serves the window demo, the headless run and the benchmark (``landmark bench --demo``)::
 
-    decode -> detect (every few frames) -> landmarks (crop from the last landmarks) -> pose (One Euro
-    smoothed landmarks, solvePnP) -> DMS -> draw -> encode (video + log) [-> display]
+    decode -> detect (every few frames) -> landmarks (crop from the last landmarks) [-> eye state: both eyes
+    cropped from the raw landmarks, one call of the tiny eye model] -> pose (One Euro smoothed landmarks,
+    solvePnP) -> DMS (EAR fused with the eye state) -> draw -> encode (video + log) [-> display]
 
 ``run_pipeline`` returns a summary: frames, wall-clock FPS, the mean milliseconds of each stage per frame,
 detector calls, skipped frames and why the source stopped. The driver monitor gets the raw landmarks (the
 smoothing filter would blunt the 100 ms eyelid motion of a blink; its own state machines have hysteresis),
-the drawing and head pose get the smoothed ones.
+the drawing and head pose get the smoothed ones. The eye-state model's time counts in the landmarks stage.
 """
 
 from __future__ import annotations
@@ -141,11 +142,14 @@ def run_pipeline(
     screenshot_dir: str | Path = ".",
     capture_factory: Callable = cv2.VideoCapture,
     sleep: Callable[[float], None] = time.sleep,
+    eye_model=None,
 ) -> dict:
     """Run the demo over a source and return a summary (frames, fps, mean ms per stage, skipped frames, ...).
 
     ``window`` None runs headless. ``fps`` is the nominal rate of an image folder (default 30).
     ``capture_factory`` and ``sleep`` let tests replace the camera and the reconnect backoff.
+    ``eye_model`` (a ``landmark.eyes.model.EyeStateModel``) reads both eyes of the tracked face each frame
+    and the driver monitor fuses it with EAR; None leaves the monitor on EAR alone.
     """
     dms_config = dms_config if dms_config is not None else DMSConfig()
     src = open_source(source, fps=fps, reconnect=reconnect, capture_factory=capture_factory, sleep=sleep)
@@ -175,6 +179,9 @@ def run_pipeline(
             size = (image.shape[1], image.shape[0])
 
             track = tracker.update(image, frame.t)
+            eye_prob = None
+            if eye_model is not None and track.raw_points is not None:  # before drawing changes the pixels
+                eye_prob = eye_model.predict_face(image, track.raw_points, predictor.scheme)
             timer.lap_split("detect", track.detect_ms, "landmarks")  # the rest: landmarks, filter, checks
             detect_calls += track.detections is not None
 
@@ -186,7 +193,7 @@ def run_pipeline(
                     pose_deg = tuple(float(a) for a in np.degrees(angles_from_rotation(pose[0])))
             timer.lap("pose")
 
-            state = monitor.update(frame.t, track.raw_points, pose_deg)
+            state = monitor.update(frame.t, track.raw_points, pose_deg, eye_prob)
             timer.lap("dms")
 
             if draw and (writer is not None or window is not None):
@@ -282,6 +289,7 @@ def benchmark_demo(
     max_frames: int | None = None,
     redetect_every: int = 10,
     check_plausible: bool = True,
+    eye_model=None,
 ) -> dict:
     """Headless end-to-end FPS on a video: decode, detect/track, landmarks, pose, DMS, drawing and encoding
     (an MP4 and a JSONL log in ``workdir``, a temporary folder by default). Returns ``run_pipeline``'s summary.
@@ -305,6 +313,7 @@ def benchmark_demo(
             log=folder / "bench.jsonl",
             max_frames=max_frames,
             tracker_config=config,
+            eye_model=eye_model,
         )
 
 

@@ -119,3 +119,17 @@ def test_headless_demo_with_the_default_onnx_model_runs_without_training_package
     assert len(frames) == 30
     assert sum(frame["box"] is not None for frame in frames) > 20  # the landmark model ran on tracked faces
     assert report == {"attempted": [], "loaded": []}
+
+
+def test_eval_eyes_with_the_shipped_eye_model_runs_without_training_packages(tmp_path: Path) -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for label in ("open", "closed"):
+        (tmp_path / "eyes" / label).mkdir(parents=True)
+        for i in range(3):
+            cv2.imwrite(str(tmp_path / "eyes" / label / f"{label}_{i}_L.png"), rng.integers(0, 255, (24, 24), np.uint8))
+    result, report = run_without_training(["eval-eyes", "--data", "eyes", "--json", "eyes.json"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "eyes.json").read_text())["n"] == 6
+    assert report == {"attempted": [], "loaded": []}

@@ -46,6 +46,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--headless", action="store_true", help="no window, even when a display is available")
     parser.add_argument("--max-frames", type=positive_int, help="stop after this many frames")
     parser.add_argument("--dms-config", type=Path, help="driver-monitoring thresholds (default: configs/dms.yaml)")
+    parser.add_argument(
+        "--eye-model", type=Path, help="eye-state ONNX model fused with EAR (default: landmark/weights/eye_state.onnx)"
+    )
+    parser.add_argument("--no-eye-model", action="store_true", help="eye closure from EAR alone (no eye-state model)")
     parser.add_argument("--redetect-every", type=positive_int, default=10, help="run the detector every N frames (10)")
     parser.add_argument("--no-smooth", action="store_true", help="do not smooth the landmarks (One Euro filter)")
     parser.add_argument("--min-cutoff", type=positive_float, default=1.0, help="One Euro min cutoff in Hz (1.0)")
@@ -73,12 +77,16 @@ def check_outputs(source: str, output: Path | None, log: Path | None) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from landmark.eyes.model import EyeStateModel
     from landmark.inference.predictor import LandmarkPredictor
 
     source_kind(args.source)  # a mistyped path fails here, before the model loads or any output is announced
     model = check_model_path(args.model)
     dms_config = load_dms_config(args.dms_config)
     predictor = LandmarkPredictor.from_path(model, backend=args.backend, threads=args.threads, flip_test=args.flip_test)
+    if args.no_eye_model and args.eye_model is not None:
+        raise LandmarkError("--eye-model and --no-eye-model: give one or the other")
+    eye_model = None if args.no_eye_model else EyeStateModel.from_path(args.eye_model)
     detector = build_detector(args.detector, args.detector_model)
     tracker_config = TrackerConfig(
         redetect_every=args.redetect_every, smooth=not args.no_smooth, min_cutoff=args.min_cutoff, beta=args.beta
@@ -113,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
             fps=args.fps,
             progress=window is None,
             screenshot_dir=args.screenshots,
+            eye_model=eye_model,
         )
     finally:
         close_detector(detector)

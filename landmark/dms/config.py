@@ -35,6 +35,9 @@ class EyesConfig:
     closed_floor_ratio: float = 0.1
     blink_max_s: float = 0.5
     microsleep_min_s: float = 0.5
+    state_weight: float = 0.7
+    state_closed: float = 0.5
+    state_open: float = 0.4
 
 
 @dataclass(frozen=True)
@@ -164,6 +167,9 @@ def _check_consistency(path: Path, c: DMSConfig) -> None:
         ("eyes.closed_floor_ratio", 0 <= c.eyes.closed_floor_ratio < c.eyes.closed_ratio, "in [0, eyes.closed_ratio)"),
         ("eyes.microsleep_min_s", c.eyes.microsleep_min_s > 0, "> 0"),
         ("eyes.blink_max_s", 0 < c.eyes.blink_max_s <= c.eyes.microsleep_min_s, "in (0, eyes.microsleep_min_s]"),
+        ("eyes.state_weight", 0 <= c.eyes.state_weight <= 1, "in [0, 1]"),
+        ("eyes.state_closed", 0 < c.eyes.state_closed <= 1, "in (0, 1]"),
+        ("eyes.state_open", 0 <= c.eyes.state_open <= c.eyes.state_closed, "in [0, eyes.state_closed]"),
         ("perclos.window_s", c.perclos.window_s > 0, "> 0"),
         ("perclos.closure_level", 0 < c.perclos.closure_level <= 1, "in (0, 1]"),
         ("perclos.min_coverage_s", 0 <= c.perclos.min_coverage_s <= c.perclos.window_s, "in [0, perclos.window_s]"),

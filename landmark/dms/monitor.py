@@ -4,14 +4,31 @@
 small state machines, each with hysteresis so that one noisy frame cannot start or end an episode:
 
 - calibration: the open-eye EAR of this driver (and their neutral head pose) over the first seconds;
-- eyes: open/closed from the mean EAR of both eyes; a closure that reopens quickly is a blink, one that
-  lasts ``microsleep_min_s`` is a microsleep (reported at its onset, not also as a blink);
+- eyes: open/closed from the mean EAR of both eyes, or, when the caller also passes the eye-state model's
+  closed probabilities (``landmark.eyes``), from the fused eye score below; a closure that reopens quickly
+  is a blink, one that lasts ``microsleep_min_s`` is a microsleep (reported at its onset, not also as a
+  blink);
 - PERCLOS: the share of recent frames with the eyes at least 80% closed;
 - mouth: a wide-open mouth held for ``yawn.min_s`` is a yawn;
 - head pose: looking away beyond the yaw/pitch limits for ``distraction.min_s`` is a distraction;
 - face: no face for ``face.missing_alert_s`` is a face_missing episode. A shorter dropout (``grace_s``) is
   bridged; a longer one ends any closure, yawn or distraction in progress at the time the face was lost
   (a closure that had not yet become a microsleep is dropped, since we cannot tell how it ended).
+
+Fusing the eye-state model with EAR. EAR is geometry: how far apart the predicted lids are, relative to this
+driver's calibrated open eye (``closure``, 0 = open, 1 = shut). The eye-state model reads the pixels of each
+eye (a 24 x 24 crop framed by the landmarks) and gives the probability ``p`` that it is closed, trained on real
+closed eyes. They are fused into one score per frame::
+
+    eye_score = w * p + (1 - w) * closure          (w = eyes.state_weight, 0.7)
+
+with ``p`` the mean of both eyes. The eyes close when ``eye_score >= eyes.state_closed`` (0.5) and reopen when
+it falls below ``eyes.state_open`` (0.4). With w = 0.7 the model decides whenever it is confident: p >= 0.72
+closes the eyes whatever EAR says, and p <= 0.28 keeps them open even if EAR reads fully shut (a narrow-eyed
+driver, a squint, a lid point that slipped); in between, EAR tips the balance. PERCLOS then counts frames with
+``eye_score >= perclos.closure_level``. Without ``p`` (no eye model, or ``landmark dms-eval --truth-points``,
+which has points but no pixels) the monitor uses EAR alone with the ``eyes.closed_ratio`` / ``open_ratio``
+thresholds, as before, so the DMS logic on true points is still scored on its own.
 
 Episodes are reported in ``FrameState.events``: a blink when it ends, ``{"type", "start", "end"}``; the
 other types once at onset, ``{"type", "start"}`` (the start is when the condition began, the frame's own
@@ -45,7 +62,7 @@ class FrameState:
     ear_right: float | None
     ear: float | None  # mean of both eyes
     mar: float | None
-    closure: float | None  # 0 = calibrated open eye, 1 = fully closed (see configs/dms.yaml)
+    closure: float | None  # from EAR: 0 = calibrated open eye, 1 = fully closed (see configs/dms.yaml)
     eyes_closed: bool
     closed_duration: float  # seconds the current closure has lasted, 0 when open
     microsleep: bool  # closed longer than eyes.microsleep_min_s
@@ -66,6 +83,8 @@ class FrameState:
     alert_level: int  # 0 none, 1 warning, 2 critical
     alerts: list[str] = field(default_factory=list)
     events: list[dict] = field(default_factory=list)
+    eye_prob: float | None = None  # the eye-state model's mean closed probability of both eyes (None: not run)
+    eye_score: float | None = None  # fused eye_score (module docstring); None when the model did not run
 
     def to_log(self, frame_index: int) -> dict:
         """One JSON-serialisable log line with every signal; floats rounded to what is meaningful."""
@@ -78,6 +97,8 @@ class FrameState:
             "ear": _round(self.ear, 4),
             "mar": _round(self.mar, 4),
             "closure": _round(self.closure, 3),
+            "eye_prob": _round(self.eye_prob, 4),
+            "eye_score": _round(self.eye_score, 4),
             "eyes_closed": self.eyes_closed,
             "closed_duration": round(self.closed_duration, 3),
             "microsleep": self.microsleep,
@@ -156,8 +177,10 @@ class DriverMonitor:
         t: float,
         points_px: np.ndarray | None,
         pose_deg: tuple[float, float, float] | None = None,
+        eye_prob: float | tuple[float, float] | None = None,
     ) -> FrameState:
-        """Feed one frame: time in seconds, (K, 2) landmarks or None (no face), (yaw, pitch, roll) degrees."""
+        """Feed one frame: time in seconds, (K, 2) landmarks or None (no face), (yaw, pitch, roll) degrees, and
+        optionally the eye-state model's closed probability (one number, or one per eye, averaged)."""
         if self._t_prev is not None and t < self._t_prev:
             raise ValueError(f"DriverMonitor.update: time went backwards ({t} < {self._t_prev})")
         self._t_prev = t
@@ -184,14 +207,25 @@ class DriverMonitor:
         open_ear = self.open_ear
         floor = self.config.eyes.closed_floor_ratio * open_ear
         closure = min(max(1.0 - (ear - floor) / (open_ear - floor), 0.0), 1.0)
+        prob = score = None
+        if eye_prob is not None:
+            prob = float(np.mean(eye_prob))
+            if not math.isfinite(prob):
+                prob = None  # a failed eye crop: EAR alone for this frame
+        if prob is not None:
+            w = self.config.eyes.state_weight
+            score = w * prob + (1.0 - w) * closure
 
-        self._update_eyes(t, ear, open_ear, events)
+        self._update_eyes(t, ear, open_ear, score, events)
         if self.calibrated:
-            self._add_perclos_frame(t, closure >= self.config.perclos.closure_level)
+            level = score if score is not None else closure
+            self._add_perclos_frame(t, level >= self.config.perclos.closure_level)
         self._update_mouth(t, mar, events)
         if pose_deg is not None:
             self._update_pose(t, pose_deg[0], pose_deg[1], events)
-        return self._state(t, True, ear_left, ear_right, ear, mar, closure, pose_deg, events)
+        state = self._state(t, True, ear_left, ear_right, ear, mar, closure, pose_deg, events)
+        state.eye_prob, state.eye_score = prob, score
+        return state
 
     @property
     def calibrated(self) -> bool:
@@ -239,11 +273,16 @@ class DriverMonitor:
 
     # --- state machines -----------------------------------------------------------------------------------
 
-    def _update_eyes(self, t: float, ear: float, open_ear: float, events: list[dict]) -> None:
+    def _update_eyes(self, t: float, ear: float, open_ear: float, score: float | None, events: list[dict]) -> None:
+        """Open/closed with hysteresis: on the fused score when there is one, else on EAR alone."""
         cfg = self.config.eyes
-        if not self._closed and ear < cfg.closed_ratio * open_ear:
+        if score is not None:
+            closes, opens = score >= cfg.state_closed, score < cfg.state_open
+        else:
+            closes, opens = ear < cfg.closed_ratio * open_ear, ear > cfg.open_ratio * open_ear
+        if not self._closed and closes:
             self._closed, self._closed_start = True, t
-        elif self._closed and ear > cfg.open_ratio * open_ear:
+        elif self._closed and opens:
             self._end_closure(t, events, reopened=True)
         if not self._closed:
             return

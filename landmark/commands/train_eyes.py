@@ -1,0 +1,64 @@
+"""``landmark train-eyes``: train the eye-state model on real eye crops plus rendered eyes, export it to ONNX.
+
+The real crops come from a CEW-layout folder (open/, closed/); only the training part of its by-face split is
+trained on, and the scores on the validation part (other faces) are printed and written beside the model.
+Deterministic for a given --seed. The shipped ``landmark/weights/eye_state.onnx`` is
+``landmark train-eyes --data ../shared/data/cew_eyes --out landmark/weights/eye_state.onnx``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from landmark.commands import non_negative_int, positive_int
+from landmark.errors import LandmarkError
+from landmark.files import check_writable
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train-eyes", help="train the open/closed eye-state model and export ONNX", description=__doc__
+    )
+    parser.add_argument("--data", type=Path, help="folder with open/ and closed/ eye crops (CEW layout)")
+    parser.add_argument("--out", type=Path, required=True, help="the ONNX file to write (a .json report goes beside)")
+    parser.add_argument(
+        "--rendered-faces",
+        type=non_negative_int,
+        default=1500,
+        help="synthetic faces whose eyes are added (default 1500; 0 = none)",
+    )
+    parser.add_argument("--epochs", type=positive_int, default=40, help="epochs (default 40)")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of everything random (default 0)")
+    parser.add_argument("--threads", type=positive_int, default=2, help="torch threads (default 2)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from landmark.eyes.train import EyeTrainConfig, export_eye_model, train_eye_model  # torch: training only
+
+    if args.out.suffix.lower() != ".onnx":
+        raise LandmarkError(f"--out {args.out}: expected a file name ending in .onnx")
+    if args.data is None and args.rendered_faces == 0:
+        raise LandmarkError("nothing to train on: give --data or --rendered-faces > 0")
+    check_writable(args.out, "--out")
+    cfg = EyeTrainConfig(
+        data=args.data, rendered_faces=args.rendered_faces, epochs=args.epochs, seed=args.seed, threads=args.threads
+    )
+    net, report = train_eye_model(cfg, progress=not args.no_progress, log=print)
+    export_eye_model(net, args.out, report["threshold"])
+    report_path = args.out.with_suffix(".json")
+    summary = {"config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(cfg).items()}, **report}
+    report_path.write_text(json.dumps(summary, indent=2) + "\n")
+    last = report["history"][-1]
+    print(f"epoch {last['epoch']}: training loss {last['loss']:.4f}")
+    if "val" in report:
+        v = report["val"]
+        print(
+            f"validation (faces never trained on): n {v['n']}, accuracy {v['accuracy']:.4f}, AUC {v['auc']:.4f}, "
+            f"recall open {v['recall_open']:.4f}, closed {v['recall_closed']:.4f}"
+        )
+    print(f"wrote {args.out} and {report_path}")
+    return 0

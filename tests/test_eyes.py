@@ -1,0 +1,272 @@
+"""The eye-state model: crops framed from landmarks, the CEW folder and its by-face split, the scores,
+``landmark eval-eyes`` (and its errors), and the driver monitor's fusion of the model with EAR."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from landmark.cli import main
+from landmark.data.schemes import IBUG_68, WFLW_98
+from landmark.dms import DMSConfig, DriverMonitor
+from landmark.dms.config import load_dms_config
+from landmark.errors import ConfigError
+from landmark.eyes.crop import EYE_SIZE, WIDTH_SCALE, eye_crop_matrix, normalise_crops, warp_eye
+from landmark.eyes.data import face_group, load_eye_folder, split_mask
+from landmark.eyes.metrics import eye_state_scores, roc_auc
+from landmark.eyes.model import DEFAULT_EYE_MODEL, EyeStateModel
+from tests.conftest import place_contour, shared_data_root
+
+# --- crops -----------------------------------------------------------------------------------------------
+
+
+def _face(scheme, angle_deg: float = 0.0, width: float = 40.0, opening: float = 12.0) -> np.ndarray:
+    points = np.zeros((scheme.num_points, 2))
+    place_contour(points, scheme.left_eye, (100.0, 120.0), width, opening)
+    place_contour(points, scheme.right_eye, (200.0, 120.0), width, opening)
+    a = math.radians(angle_deg)
+    rot = np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
+    return (points - 150.0) @ rot.T + 150.0
+
+
+@pytest.mark.parametrize("scheme", [IBUG_68, WFLW_98])
+@pytest.mark.parametrize("angle", [0.0, 20.0, -35.0])
+def test_eye_crop_levels_the_corners_and_spans_one_and_a_half_eye_widths(scheme, angle) -> None:
+    points = _face(scheme, angle)
+    for eye in (scheme.left_eye, scheme.right_eye):
+        m = eye_crop_matrix(points, eye)
+        a, b = (m[:, :2] @ points[i] + m[:, 2] for i in (eye.corner_a, eye.corner_b))
+        assert a[1] == pytest.approx(b[1], abs=1e-9)  # level
+        assert b[0] - a[0] == pytest.approx(EYE_SIZE / WIDTH_SCALE)  # corner a on the left, 16 px apart
+        assert (a[0] + b[0]) / 2 == pytest.approx((EYE_SIZE - 1) / 2)  # centred (symmetric contour)
+
+
+def test_warp_eye_gives_grey_crops_and_averages_a_large_eye() -> None:
+    image = np.zeros((400, 400, 3), np.uint8)
+    image[:, ::2] = 255  # one-pixel stripes: point sampling would alias, area averaging gives grey
+    points = _face(IBUG_68, width=160.0)  # the eye 10x larger than its crop
+    crop = warp_eye(image, eye_crop_matrix(points, IBUG_68.left_eye))
+    assert crop.shape == (EYE_SIZE, EYE_SIZE) and crop.dtype == np.uint8
+    assert abs(float(crop.mean()) - 127.5) < 20 and crop.std() < 40
+
+
+def test_normalise_crops_removes_exposure() -> None:
+    rng = np.random.default_rng(0)
+    crop = rng.integers(40, 120, (EYE_SIZE, EYE_SIZE)).astype(np.uint8)
+    brighter = np.clip(crop.astype(int) * 2 + 10, 0, 255).astype(np.uint8)
+    x = normalise_crops(np.stack([crop, brighter]))
+    assert x.shape == (2, 1, EYE_SIZE, EYE_SIZE) and x.dtype == np.float32
+    np.testing.assert_allclose(x[0], x[1], atol=1e-4)
+
+
+# --- data and split ----------------------------------------------------------------------------------------
+
+
+def test_face_groups_keep_both_eyes_and_every_photo_of_a_person_together() -> None:
+    assert face_group("closed_eye_0001.jpg_face_1_L.jpg", "closed") == "closed/closed_eye_0001.jpg_face_1"
+    assert face_group("closed_eye_0001.jpg_face_1_R.jpg", "closed") == "closed/closed_eye_0001.jpg_face_1"
+    assert face_group("Aaron_Guiel_0001_L.jpg", "open") == face_group("Aaron_Guiel_0003_R.jpg", "open")
+    assert face_group("Aaron_Guiel_0001_L.jpg", "open") == "open/Aaron_Guiel"
+
+
+def test_split_is_by_group_stable_and_about_a_fifth() -> None:
+    groups = [f"open/person_{i // 2}" for i in range(2000)]
+    val = split_mask(groups, "val")
+    assert np.array_equal(val, split_mask(groups, "val")) and np.array_equal(~val, split_mask(groups, "train"))
+    assert np.array_equal(val[0::2], val[1::2])  # both eyes of a face on the same side
+    assert 0.15 < val.mean() < 0.25
+    assert np.array_equal(split_mask(groups[:500], "val"), val[:500])  # other files never move a face
+
+
+def _write_eyes(root: Path, n: int = 4) -> None:
+    rng = np.random.default_rng(1)
+    for label in ("open", "closed"):
+        (root / label).mkdir(parents=True)
+        for i in range(n):
+            crop = rng.integers(0, 255, (EYE_SIZE, EYE_SIZE)).astype(np.uint8)
+            cv2.imwrite(str(root / label / f"{label}_{i:04d}_L.png"), crop)
+
+
+def test_load_eye_folder_reads_both_classes(tmp_path: Path) -> None:
+    _write_eyes(tmp_path)
+    eyes = load_eye_folder(tmp_path)
+    assert eyes.crops.shape == (8, EYE_SIZE, EYE_SIZE) and eyes.labels.tolist() == [0] * 4 + [1] * 4
+
+
+# --- scores ------------------------------------------------------------------------------------------------
+
+
+def test_roc_auc_counts_ordered_pairs_and_ties() -> None:
+    assert roc_auc(np.array([0.1, 0.2, 0.8, 0.9]), np.array([0, 0, 1, 1])) == 1.0
+    assert roc_auc(np.array([0.9, 0.8, 0.2, 0.1]), np.array([0, 0, 1, 1])) == 0.0
+    assert roc_auc(np.array([0.5, 0.5]), np.array([0, 1])) == 0.5
+    assert roc_auc(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1])) == 0.75
+    assert roc_auc(np.array([0.1, 0.2]), np.array([1, 1])) is None
+
+
+def test_eye_state_scores() -> None:
+    s = eye_state_scores(np.array([0.1, 0.6, 0.7, 0.4]), np.array([0, 0, 1, 1]), 0.5)
+    assert s["n"] == 4 and s["accuracy"] == 0.5 and s["recall_open"] == 0.5 and s["recall_closed"] == 0.5
+    assert s["threshold"] == 0.5 and s["auc"] == 0.75
+
+
+# --- eval-eyes ---------------------------------------------------------------------------------------------
+
+
+def _error_line(capsys, argv: list[str]) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    return err[0]
+
+
+def test_eval_eyes_bad_input_is_one_line_naming_the_path(tmp_path: Path, capsys) -> None:
+    line = _error_line(capsys, ["eval-eyes", "--data", str(tmp_path / "nowhere")])
+    assert "nowhere" in line and "open/ and closed/" in line
+    (tmp_path / "only_open" / "open").mkdir(parents=True)
+    line = _error_line(capsys, ["eval-eyes", "--data", str(tmp_path / "only_open")])
+    assert str(tmp_path / "only_open" / "closed") in line and "folder not found" in line
+    _write_eyes(tmp_path / "bad")
+    (tmp_path / "bad" / "closed" / "broken_0001_L.jpg").write_bytes(b"not a jpeg")
+    line = _error_line(capsys, ["eval-eyes", "--data", str(tmp_path / "bad")])
+    assert "broken_0001_L.jpg" in line and "cannot read as an image" in line
+    (tmp_path / "empty" / "open").mkdir(parents=True)
+    (tmp_path / "empty" / "closed").mkdir()
+    line = _error_line(capsys, ["eval-eyes", "--data", str(tmp_path / "empty")])
+    assert "no eye images" in line
+
+
+def test_eval_eyes_prints_the_table_and_writes_json(tmp_path: Path, capsys) -> None:
+    _write_eyes(tmp_path / "eyes")
+    assert main(["eval-eyes", "--data", str(tmp_path / "eyes"), "--json", str(tmp_path / "s.json")]) == 0
+    out = capsys.readouterr().out
+    assert "accuracy" in out and "AUC" in out and "threshold" in out
+    report = json.loads((tmp_path / "s.json").read_text())
+    assert {"n", "accuracy", "auc", "recall_open", "recall_closed", "threshold"} <= set(report)
+    assert report["n"] == 8
+
+
+def test_shipped_eye_model_is_small_and_reads_its_metadata() -> None:
+    assert DEFAULT_EYE_MODEL.stat().st_size < 200_000
+    model = EyeStateModel.from_path()
+    assert (model.size, model.width_scale) == (EYE_SIZE, WIDTH_SCALE) and 0 < model.threshold < 1
+    probs = model.predict_crops(np.full((3, EYE_SIZE, EYE_SIZE), 128, np.uint8))
+    assert probs.shape == (3,) and np.all((probs >= 0) & (probs <= 1))
+
+
+def test_eye_model_refuses_a_landmark_model() -> None:
+    from landmark.config import default_model_path
+    from landmark.errors import LandmarkError
+
+    with pytest.raises(LandmarkError, match="not an eye-state model"):
+        EyeStateModel.from_path(default_model_path((".onnx",)))
+
+
+@pytest.fixture
+def cew() -> Path:
+    root = shared_data_root() / "cew_eyes"
+    if not (root / "open").is_dir() or not (root / "closed").is_dir():
+        pytest.skip(f"CEW eye crops not found at {root} (set LANDMARK_SHARED_DATA)")
+    return root
+
+
+def test_shipped_eye_model_on_real_eyes_it_never_trained_on(cew: Path, tmp_path: Path) -> None:
+    """The validation faces of the by-face split: the issue's targets, accuracy >= 97% and AUC >= 0.99."""
+    out = tmp_path / "val.json"
+    assert main(["eval-eyes", "--data", str(cew), "--split", "val", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["n"] > 600
+    assert report["accuracy"] >= 0.97 and report["auc"] >= 0.99
+
+
+# --- fusion in the driver monitor --------------------------------------------------------------------------
+
+
+def _eyes(scheme, opening: float) -> np.ndarray:
+    points = np.zeros((scheme.num_points, 2))
+    place_contour(points, scheme.left_eye, (100.0, 100.0), 40.0, opening)
+    place_contour(points, scheme.right_eye, (200.0, 100.0), 40.0, opening)
+    place_contour(points, scheme.mouth_inner, (150.0, 200.0), 60.0, 2.0)
+    return points
+
+
+def _run(monitor: DriverMonitor, frames: list[tuple[float, float | None]], fps: float = 30.0, t0: float = 0.0):
+    """Feed (EAR opening px of a 40 px eye, closed probability) frames; returns the states."""
+    return [
+        monitor.update(t0 + i / fps, _eyes(IBUG_68, opening), None, prob) for i, (opening, prob) in enumerate(frames)
+    ]
+
+
+def test_the_eye_model_decides_when_confident_and_ear_breaks_ties() -> None:
+    cfg = DMSConfig()
+    monitor = DriverMonitor(IBUG_68, cfg)
+    _run(monitor, [(12.0, 0.02)] * 180)  # 6 s open: calibrated (open EAR 0.3)
+    assert monitor.calibrated
+    # EAR wide open, the model sure the eye is shut: closed (score 0.7 * 0.95 = 0.665)
+    states = _run(monitor, [(12.0, 0.95)] * 6 + [(12.0, 0.02)] * 6, t0=6.0)
+    assert states[0].eyes_closed and states[0].eye_score == pytest.approx(0.7 * 0.95)
+    assert not states[-1].eyes_closed and states[-1].blink_count == 1
+    # EAR shut, the model sure the eye is open: stays open (0.7 * 0.05 + 0.3 * 1 = 0.335 < 0.5)
+    states = _run(monitor, [(0.0, 0.05)] * 10, t0=8.0)
+    assert not any(s.eyes_closed for s in states)
+    # the model unsure (0.5): EAR decides
+    assert _run(monitor, [(0.0, 0.5)], t0=9.0)[0].eyes_closed
+    monitor.reset()
+    _run(monitor, [(12.0, 0.02)] * 180)
+    assert not _run(monitor, [(12.0, 0.5)], t0=6.0)[0].eyes_closed
+
+
+def test_without_eye_probabilities_the_monitor_uses_ear_alone() -> None:
+    monitor = DriverMonitor(IBUG_68)
+    states = _run(monitor, [(12.0, None)] * 180 + [(1.0, None)] * 6 + [(12.0, None)] * 6)
+    assert states[180].eyes_closed and states[180].eye_prob is None and states[180].eye_score is None
+    assert states[-1].blink_count == 1
+    assert "eye_prob" in states[-1].to_log(0) and states[-1].to_log(0)["eye_score"] is None
+
+
+def test_fused_microsleep_and_perclos() -> None:
+    monitor = DriverMonitor(IBUG_68)
+    _run(monitor, [(12.0, 0.0)] * 180)
+    states = _run(monitor, [(4.0, 0.99)] * 30, t0=6.0)  # 1 s shut
+    assert states[-1].microsleep and states[-1].microsleep_count == 1
+    assert states[-1].perclos > 0
+
+
+def test_dms_config_reads_and_checks_the_fusion_keys(tmp_path: Path) -> None:
+    assert load_dms_config("configs/dms.yaml") == DMSConfig()
+    bad = tmp_path / "dms.yaml"
+    bad.write_text("eyes:\n  state_closed: 0.3\n  state_open: 0.4\n")
+    with pytest.raises(ConfigError, match="eyes.state_open"):
+        load_dms_config(bad)
+
+
+# --- the whole pipeline on a short rendered clip -----------------------------------------------------------
+
+
+def test_fixed_models_find_the_blinks_of_a_short_rendered_clip(tmp_path: Path) -> None:
+    """10 s of rendered driver (seed 5: blinks at 1.9 s and 8.5 s, a yawn between whose squint must not count)
+    through the demo pipeline with the shipped landmark and eye-state models: both blinks, nothing else."""
+    from landmark.data.synthetic_video import render_driver_video
+    from landmark.demo_app import run_pipeline
+    from landmark.detect import build_detector, close_detector
+    from landmark.dms.evaluate import events_from_log, load_log, score_events, truth_events
+    from landmark.inference.predictor import LandmarkPredictor
+
+    video, timeline_path, log = tmp_path / "clip.mp4", tmp_path / "clip.json", tmp_path / "clip.jsonl"
+    summary = render_driver_video(video, timeline_path, 10.0, seed=5, size=(320, 240))
+    assert [e["type"] for e in summary["events"]].count("blink") == 2
+    predictor = LandmarkPredictor.from_path(Path("landmark/weights/default.onnx"), threads=1)
+    detector = build_detector(None)
+    try:
+        run_pipeline(str(video), predictor, detector, log=log, draw=False, eye_model=EyeStateModel.from_path())
+    finally:
+        close_detector(detector)
+    lines = load_log(log)
+    scores = score_events(events_from_log(lines), truth_events(json.loads(timeline_path.read_text())))
+    assert scores["blink"]["tp"] == 2 and scores["blink"]["fp"] == 0
+    assert all(line["eye_prob"] is not None for line in lines if line["face"])
