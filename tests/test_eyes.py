@@ -159,6 +159,16 @@ def test_shipped_eye_model_is_small_and_reads_its_metadata() -> None:
     assert probs.shape == (3,) and np.all((probs >= 0) & (probs <= 1))
 
 
+def test_eye_model_gives_no_reading_for_an_eye_outside_the_image() -> None:
+    model = EyeStateModel.from_path()
+    image = np.full((240, 320, 3), 128, np.uint8)
+    points = _face(IBUG_68)  # eyes at x 100 and 200, y 120, 40 px wide: crops 60 px, inside
+    probs = model.predict_face(image, points, IBUG_68)
+    assert probs is not None and len(probs) == 2
+    assert model.predict_face(image, points + [150.0, 0.0], IBUG_68) is None  # the right eye's crop leaves
+    assert model.predict_face(image, points - [0.0, 100.0], IBUG_68) is None  # both leave at the top
+
+
 def test_eye_model_refuses_a_landmark_model() -> None:
     from landmark.config import default_model_path
     from landmark.errors import LandmarkError
@@ -202,23 +212,32 @@ def _run(monitor: DriverMonitor, frames: list[tuple[float, float | None]], fps: 
     ]
 
 
-def test_the_eye_model_decides_when_confident_and_ear_breaks_ties() -> None:
-    cfg = DMSConfig()
-    monitor = DriverMonitor(IBUG_68, cfg)
-    _run(monitor, [(12.0, 0.02)] * 180)  # 6 s open: calibrated (open EAR 0.3)
+def test_the_eye_model_leads_and_ear_confirms() -> None:
+    monitor = DriverMonitor(IBUG_68, DMSConfig())
+    _run(monitor, [(12.0, 0.02)] * 180)  # 6 s open: calibrated (open EAR 0.3, floor 0.03)
     assert monitor.calibrated
-    # EAR wide open, the model sure the eye is shut: closed (score 0.7 * 0.95 = 0.665)
-    states = _run(monitor, [(12.0, 0.95)] * 6 + [(12.0, 0.02)] * 6, t0=6.0)
-    assert states[0].eyes_closed and states[0].eye_score == pytest.approx(0.7 * 0.95)
+    # the model sure the eye is shut, EAR partly down (0.2: closure 0.37): closed, score 0.5 * 0.95 + 0.5 * 0.37
+    states = _run(monitor, [(8.0, 0.95)] * 6 + [(12.0, 0.02)] * 6, t0=6.0)
+    assert states[0].eyes_closed and states[0].eye_score == pytest.approx(0.5 * 0.95 + 0.5 * (1 - 0.17 / 0.27))
     assert not states[-1].eyes_closed and states[-1].blink_count == 1
-    # EAR shut, the model sure the eye is open: stays open (0.7 * 0.05 + 0.3 * 1 = 0.335 < 0.5)
-    states = _run(monitor, [(0.0, 0.05)] * 10, t0=8.0)
-    assert not any(s.eyes_closed for s in states)
+    # the model sure, EAR wide open (a crop off the eye?): stays open
+    assert not any(s.eyes_closed for s in _run(monitor, [(12.0, 0.95)] * 10, t0=8.0))
+    # EAR shut, the model sure the eye is open: stays open (0.5 * 0.05 + 0.5 * 1 = 0.525 < 0.6)
+    assert not any(s.eyes_closed for s in _run(monitor, [(0.0, 0.05)] * 10, t0=9.0))
     # the model unsure (0.5): EAR decides
-    assert _run(monitor, [(0.0, 0.5)], t0=9.0)[0].eyes_closed
+    assert _run(monitor, [(0.0, 0.5)], t0=10.0)[0].eyes_closed
     monitor.reset()
     _run(monitor, [(12.0, 0.02)] * 180)
     assert not _run(monitor, [(12.0, 0.5)], t0=6.0)[0].eyes_closed
+    # one eye read shut, the other open: the smaller probability counts
+    state = monitor.update(6.5, _eyes(IBUG_68, 4.0), None, (0.99, 0.1))
+    assert state.eye_prob == pytest.approx(0.1) and not state.eyes_closed
+    # the head turned: the image-right eye a third as wide as the left; the near (left) eye counts
+    turned = _eyes(IBUG_68, 4.0)
+    right = list(IBUG_68.right_eye.indices)
+    turned[right, 0] = 200.0 + (turned[right, 0] - 200.0) / 3
+    state = monitor.update(6.6, turned, None, (0.99, 0.1))
+    assert state.eye_prob == pytest.approx(0.99) and state.eyes_closed
 
 
 def test_without_eye_probabilities_the_monitor_uses_ear_alone() -> None:

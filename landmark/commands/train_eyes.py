@@ -29,7 +29,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=1500,
         help="synthetic faces whose eyes are added (default 1500; 0 = none)",
     )
-    parser.add_argument("--epochs", type=positive_int, default=40, help="epochs (default 40)")
+    parser.add_argument("--epochs", type=positive_int, default=30, help="epochs (default 30)")
     parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of everything random (default 0)")
     parser.add_argument("--threads", type=positive_int, default=2, help="torch threads (default 2)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")

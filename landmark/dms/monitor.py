@@ -20,15 +20,22 @@ driver's calibrated open eye (``closure``, 0 = open, 1 = shut). The eye-state mo
 eye (a 24 x 24 crop framed by the landmarks) and gives the probability ``p`` that it is closed, trained on real
 closed eyes. They are fused into one score per frame::
 
-    eye_score = w * p + (1 - w) * closure          (w = eyes.state_weight, 0.7)
+    eye_score = w * p + (1 - w) * closure          (w = eyes.state_weight, 0.5)
 
-with ``p`` the mean of both eyes. The eyes close when ``eye_score >= eyes.state_closed`` (0.5) and reopen when
-it falls below ``eyes.state_open`` (0.4). With w = 0.7 the model decides whenever it is confident: p >= 0.72
-closes the eyes whatever EAR says, and p <= 0.28 keeps them open even if EAR reads fully shut (a narrow-eyed
-driver, a squint, a lid point that slipped); in between, EAR tips the balance. PERCLOS then counts frames with
-``eye_score >= perclos.closure_level``. Without ``p`` (no eye model, or ``landmark dms-eval --truth-points``,
-which has points but no pixels) the monitor uses EAR alone with the ``eyes.closed_ratio`` / ``open_ratio``
-thresholds, as before, so the DMS logic on true points is still scored on its own.
+with ``p`` the smaller of the two eyes' probabilities (both eyes must look shut: a blink closes both, and one
+eye misread, a reflection say, does not close them) -- except when the head is turned so far that one eye
+looks less than ``FORESHORTENED`` (0.6) times as wide as the other: that far eye is a sliver the model cannot
+read, and ``p`` is the near eye's alone. The eyes close when
+``eye_score >= eyes.state_closed`` (0.6) and reopen when it falls below ``eyes.state_open`` (0.45). So the
+model leads and EAR confirms: neither closes the eyes alone (p = 0 needs closure > 1, closure = 0 needs
+p > 1.2); a sure model (p = 1) needs the lids only a fifth of the way down (closure >= 0.2, i.e. EAR at most
+about 80% of the open EAR), an unsure one (p = 0.5) needs EAR nearly shut (closure >= 0.7), and p <= 0.2
+keeps the eyes open whatever EAR says (a narrow-eyed driver, a squint, a lid point that slipped). A crop
+that is not on an eye (a lost track) can look like a closed lid; the EAR of the same points then still reads
+open, and the eyes stay open. PERCLOS counts frames with ``eye_score >= perclos.closure_level``. Without
+``p`` (no eye model; ``landmark dms-eval --truth-points``, which has points but no pixels; an eye crop leaving
+the image) the monitor uses EAR alone with the ``eyes.closed_ratio`` / ``open_ratio`` thresholds, as before,
+so the DMS logic on true points is still scored on its own.
 
 Episodes are reported in ``FrameState.events``: a blink when it ends, ``{"type", "start", "end"}``; the
 other types once at onset, ``{"type", "start"}`` (the start is when the condition began, the frame's own
@@ -50,6 +57,10 @@ from landmark.dms.config import DMSConfig
 from landmark.dms.signals import FaceRatios
 
 log = logging.getLogger(__name__)
+
+# An eye narrower than this fraction of the other (corner distance, in the image) is seen too obliquely for
+# the eye-state model; the other eye's probability is used alone (module docstring).
+FORESHORTENED = 0.6
 
 
 @dataclass
@@ -83,7 +94,7 @@ class FrameState:
     alert_level: int  # 0 none, 1 warning, 2 critical
     alerts: list[str] = field(default_factory=list)
     events: list[dict] = field(default_factory=list)
-    eye_prob: float | None = None  # the eye-state model's mean closed probability of both eyes (None: not run)
+    eye_prob: float | None = None  # the eye-state model's closed probability, the smaller of both eyes' (None: not run)
     eye_score: float | None = None  # fused eye_score (module docstring); None when the model did not run
 
     def to_log(self, frame_index: int) -> dict:
@@ -133,6 +144,7 @@ class DriverMonitor:
         self.scheme = scheme
         self.config = config if config is not None else DMSConfig()
         self._face_ratios = FaceRatios(scheme)  # (ear_left, ear_right, mar) per frame
+        self._eyes = (scheme.left_eye, scheme.right_eye)
         self.reset()
 
     def reset(self) -> None:
@@ -180,7 +192,7 @@ class DriverMonitor:
         eye_prob: float | tuple[float, float] | None = None,
     ) -> FrameState:
         """Feed one frame: time in seconds, (K, 2) landmarks or None (no face), (yaw, pitch, roll) degrees, and
-        optionally the eye-state model's closed probability (one number, or one per eye, averaged)."""
+        optionally the eye-state model's closed probability (one number, or (image-left, image-right) eye)."""
         if self._t_prev is not None and t < self._t_prev:
             raise ValueError(f"DriverMonitor.update: time went backwards ({t} < {self._t_prev})")
         self._t_prev = t
@@ -209,7 +221,7 @@ class DriverMonitor:
         closure = min(max(1.0 - (ear - floor) / (open_ear - floor), 0.0), 1.0)
         prob = score = None
         if eye_prob is not None:
-            prob = float(np.mean(eye_prob))
+            prob = self._eye_prob(points_px, eye_prob)
             if not math.isfinite(prob):
                 prob = None  # a failed eye crop: EAR alone for this frame
         if prob is not None:
@@ -245,6 +257,18 @@ class DriverMonitor:
                 f"expected ({self.scheme.num_points}, 2) points for {self.scheme.name}, got {points.shape}"
             )
         return self._face_ratios(points)
+
+    def _eye_prob(self, points: np.ndarray, eye_prob: float | tuple[float, float]) -> float:
+        """One closed probability for the face: the smaller of both eyes', or the near eye's when the far eye
+        is foreshortened below FORESHORTENED of its width."""
+        probs = np.atleast_1d(np.asarray(eye_prob, dtype=np.float64))
+        if len(probs) != 2:
+            return float(probs.min())
+        points = np.asarray(points, dtype=np.float64)
+        widths = [float(np.linalg.norm(points[e.corner_a] - points[e.corner_b])) for e in self._eyes]
+        if min(widths) < FORESHORTENED * max(widths):
+            return float(probs[int(np.argmax(widths))])
+        return float(probs.min())
 
     def _calibrate(self, t: float, ear: float, pose: tuple[float, float, float] | None) -> None:
         """Collect the first seconds of face frames, then fix the open-eye EAR and the pose centre."""

@@ -40,7 +40,7 @@ CLOSED_MIN = 0.7  # ... >= this closed; in between is left out (a half-shut eye 
 class EyeTrainConfig:
     data: Path | None  # CEW-layout folder (open/, closed/); None trains on rendered eyes only
     rendered_faces: int = 1500  # synthetic faces rendered (two eyes each)
-    epochs: int = 40
+    epochs: int = 30
     batch_size: int = 128
     lr: float = 0.003
     weight_decay: float = 1e-4
@@ -100,12 +100,11 @@ def render_eyes(n_faces: int, seed: int, progress: bool = True) -> EyeSet:
     for i in tqdm(range(n_faces), desc="rendering eyes", unit="face", disable=not progress, leave=False):
         size = int(rng.choice([160, 224, 288]))
         image, points, _, params = render_face_image(rng, size=size, supersample=1 + (i % 2))
-        yaw = abs(math.degrees(params["yaw"]))
         for eye, closure in zip((scheme.left_eye, scheme.right_eye), params["eye_closure"], strict=True):
             if OPEN_MAX < closure < CLOSED_MIN:
                 continue
             width = float(np.linalg.norm(points[eye.corner_a] - points[eye.corner_b]))
-            if width < 4.0 or yaw > 40:  # an eye seen edge-on, or turned away: no useful crop
+            if width < 4.0:  # an eye seen edge-on: no useful crop
                 continue
             crops.append(warp_eye(image, eye_crop_matrix(points, eye), EYE_SIZE))
             labels.append(int(closure >= CLOSED_MIN))
