@@ -170,10 +170,10 @@ def test_real_bodies_load_into_the_yaml_backbones(name: str, table: str, width: 
     classifier = build_classifier(REPO_ROOT / "configs" / "models" / table, width=width)
     result = load_pretrained(classifier.backbone, path, scaling)
     assert result.loaded == result.available  # every body tensor has its place in the full backbone
-    pfld_cfg = "pfld.yaml" if table == "mobilenet_v1.yaml" else None
-    if pfld_cfg:  # and the PFLD backbone, cut at stride 8, takes the first layers
-        model = build_pfld(load_model_config(REPO_ROOT / "configs" / "models" / pfld_cfg, 68, width))
-        assert load_pretrained(model.backbone, path, scaling).loaded == 55
+    # and the PFLD backbone, cut at stride 8, takes the first layers
+    pfld_cfg, tensors = ("pfld.yaml", 55) if table == "mobilenet_v1.yaml" else ("pfld_mobilenet_v2.yaml", 90)
+    model = build_pfld(load_model_config(REPO_ROOT / "configs" / "models" / pfld_cfg, 68, width))
+    assert load_pretrained(model.backbone, path, scaling).loaded == tensors
 
 
 def test_the_converted_0_25_body_sees_a_bgr_face_as_the_original_sees_it_in_rgb() -> None:
