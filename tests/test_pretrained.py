@@ -113,15 +113,16 @@ def test_recalibrated_batchnorm_keeps_the_function_in_both_modes() -> None:
     torch.testing.assert_close(backbone.train()(images)[4], expected, rtol=1e-4, atol=1e-4)
 
 
-def test_training_config_takes_pretrained_and_refuses_it_with_init(tmp_path: Path) -> None:
+def test_training_config_takes_pretrained_and_leaves_it_out_with_init(tmp_path: Path) -> None:
     original = tiny_backbone(0)
     save_like_retinaface(original, tmp_path / "body.pth.tar")
     config = REPO_ROOT / "configs" / "train" / "synthetic_wflw.yaml"
     cfg = resolve_train_config(config, [f"data.root={tmp_path}", f"model.pretrained={tmp_path}/body.pth.tar"])
     assert cfg["model"]["pretrained"] == str(tmp_path / "body.pth.tar")
     assert cfg["model"]["pretrained_input"] == "imagenet"
-    with pytest.raises(ConfigError, match="model.init and model.pretrained are both set"):
-        resolve_train_config(config, [f"data.root={tmp_path}", "model.init=x.pt", "model.pretrained=y.pth"])
+    # model.init replaces every weight: a recipe's ImageNet body is then left out
+    fine_tune = resolve_train_config(config, [f"data.root={tmp_path}", "model.init=x.pt", "model.pretrained=y.pth"])
+    assert fine_tune["model"]["pretrained"] is None and fine_tune["model"]["init"].endswith("x.pt")
     with pytest.raises(ConfigError, match=r"model\.pretrained_input: expected one of imagenet, signed, got 'bgr'"):
         resolve_train_config(config, [f"data.root={tmp_path}", "model.pretrained_input=bgr"])
 

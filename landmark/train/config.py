@@ -9,6 +9,7 @@ YAML is); data paths are relative to the working directory and may use ``$LANDMA
 from __future__ import annotations
 
 import copy
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,8 @@ from landmark.errors import ConfigError
 from landmark.models.pfld import load_model_config
 from landmark.models.pretrained import INPUT_SCALINGS
 from landmark.train.losses import build_loss
+
+logger = logging.getLogger(__name__)
 
 NUMBER = (int, float)
 OPTIONAL_NUMBER = (int, float, type(None))
@@ -173,10 +176,10 @@ def resolve_train_config(path: str | Path, overrides: list[str] | None = None) -
         if cfg["model"][key] is not None:
             cfg["model"][key] = str(expand_path(cfg["model"][key]))
     if cfg["model"]["init"] is not None and cfg["model"]["pretrained"] is not None:
-        raise ConfigError(
-            f"{path}: model.init and model.pretrained are both set: init starts from a whole landmark model, "
-            "pretrained from an ImageNet body; keep one"
-        )
+        # model.init replaces every weight, so an ImageNet body from the recipe would be overwritten anyway:
+        # fine-tuning with a recipe that names one (configs/train/300w_68.yaml) needs no extra override.
+        logger.info("model.init is set: model.pretrained (%s) is not used", cfg["model"]["pretrained"])
+        cfg["model"]["pretrained"] = None
     cfg["source"] = str(path)
     return cfg
 
