@@ -35,9 +35,9 @@ class EyesConfig:
     closed_floor_ratio: float = 0.1
     blink_max_s: float = 0.5
     microsleep_min_s: float = 0.5
-    state_weight: float = 0.5
-    state_closed: float = 0.6
-    state_open: float = 0.45
+    state_weight: float = 0.6
+    state_closed: float = 0.65
+    state_open: float = 0.5
 
 
 @dataclass(frozen=True)

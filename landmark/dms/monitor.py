@@ -20,17 +20,17 @@ driver's calibrated open eye (``closure``, 0 = open, 1 = shut). The eye-state mo
 eye (a 24 x 24 crop framed by the landmarks) and gives the probability ``p`` that it is closed, trained on real
 closed eyes. They are fused into one score per frame::
 
-    eye_score = w * p + (1 - w) * closure          (w = eyes.state_weight, 0.5)
+    eye_score = w * p + (1 - w) * closure          (w = eyes.state_weight, 0.6)
 
 with ``p`` the smaller of the two eyes' probabilities (both eyes must look shut: a blink closes both, and one
 eye misread, a reflection say, does not close them) -- except when the head is turned so far that one eye
 looks less than ``FORESHORTENED`` (0.6) times as wide as the other: that far eye is a sliver the model cannot
 read, and ``p`` is the near eye's alone. The eyes close when
-``eye_score >= eyes.state_closed`` (0.6) and reopen when it falls below ``eyes.state_open`` (0.45). So the
-model leads and EAR confirms: neither closes the eyes alone (p = 0 needs closure > 1, closure = 0 needs
-p > 1.2); a sure model (p = 1) needs the lids only a fifth of the way down (closure >= 0.2, i.e. EAR at most
-about 80% of the open EAR), an unsure one (p = 0.5) needs EAR nearly shut (closure >= 0.7), and p <= 0.2
-keeps the eyes open whatever EAR says (a narrow-eyed driver, a squint, a lid point that slipped). A crop
+``eye_score >= eyes.state_closed`` (0.65) and reopen when it falls below ``eyes.state_open`` (0.5). So the
+model leads and EAR confirms: neither closes the eyes alone (the model alone reaches 0.6, EAR alone 0.4); a
+sure model (p = 1) needs the lids only an eighth of the way down (closure >= 0.125, an EAR at most about 90%
+of the open EAR), an unsure one (p = 0.5) needs EAR nearly shut (closure >= 0.875), and p < 0.42 keeps the
+eyes open whatever EAR says (a narrow-eyed driver, a squint, a lid point that slipped). A crop
 that is not on an eye (a lost track) can look like a closed lid; the EAR of the same points then still reads
 open, and the eyes stay open. PERCLOS counts frames with ``eye_score >= perclos.closure_level``. Without
 ``p`` (no eye model; ``landmark dms-eval --truth-points``, which has points but no pixels; an eye crop leaving
