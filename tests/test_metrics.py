@@ -180,3 +180,15 @@ def test_plot_ced_writes_png_atomically(tmp_path):
     metrics.plot_ced({"model": SAMPLE_NME, "baseline": SAMPLE_NME * 2}, path)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert os.listdir(tmp_path) == ["ced.png"]  # no temporary file left behind
+
+
+def test_region_errors_average_their_points_and_map_wflw_onto_the_68_layout():
+    per_landmark = np.zeros(68)
+    per_landmark[0:17] = 0.08  # jaw
+    per_landmark[36:48] = 0.02  # eyes
+    regions = metrics.region_errors(per_landmark, IBUG_68)
+    assert regions == pytest.approx({"jaw": 0.08, "brows": 0.0, "nose": 0.0, "eyes": 0.02, "mouth": 0.0})
+    wflw = np.zeros(98)
+    wflw[list(WFLW_98.to_68[36:48])] = 0.03  # the WFLW points that stand for the 68-point eyes
+    assert metrics.region_errors(wflw, WFLW_98)["eyes"] == pytest.approx(0.03)
+    assert metrics.region_errors(np.zeros(3), TOY) == {}  # a scheme without a 68-point mapping has no regions

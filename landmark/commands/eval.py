@@ -197,6 +197,8 @@ def format_summary(result: dict) -> str:
             f"{mode:<14} {100 * s['nme_mean']:>8.2f}% {100 * s['nme_median']:>7.2f}% "
             f"{100 * s['fr10']:>6.2f}% {s['auc10']:>8.4f}"
         )
+    if result.get("regions"):
+        lines.append("per region     " + "  ".join(f"{k} {100 * v:.2f}%" for k, v in result["regions"].items()))
     for name, s in result["subsets"].items():
         lines.append(
             f"  subset {name:<12} n={s['n']:<5} NME {100 * s['nme_mean']:.2f}%  FR {100 * s['fr10']:.2f}%  "
@@ -233,6 +235,9 @@ def write_report(result: dict, nme: np.ndarray, folder: Path) -> None:
             lines.append(
                 f"| {name} | {s['n']} | {100 * s['nme_mean']:.2f}% | {100 * s['fr10']:.2f}% | {s['auc10']:.4f} |"
             )
+    if result.get("regions"):
+        lines += ["", "| region | " + " | ".join(result["regions"]) + " |", "|---" * (len(result["regions"]) + 1) + "|"]
+        lines.append("| NME | " + " | ".join(f"{100 * v:.2f}%" for v in result["regions"].values()) + " |")
     lines += [
         "",
         "Hardest landmarks (mean inter-ocular NME): "

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from landmark.data.schemes import Scheme
-from landmark.train.metrics import attribute_subsets, per_face_nme, per_landmark_error, summarise
+from landmark.train.metrics import attribute_subsets, per_face_nme, per_landmark_error, region_errors, summarise
 
 
 @torch.no_grad()
@@ -51,13 +51,15 @@ def score(pred: np.ndarray, gt: np.ndarray, scheme: Scheme, mode: str = "inter_o
 def evaluate_predictions(pred: np.ndarray, gt: np.ndarray, attributes: np.ndarray, scheme: Scheme) -> dict:
     """The full evaluation report: inter-ocular NME summary at the top level (``nme_mean``, ``nme_median``,
     ``fr10``, ``auc10``, ``n``), the other normalisations, WFLW's attribute subsets (when any flag is set),
-    the mean error per landmark and the per-face NMEs (for CED plots)."""
+    the mean error per landmark and per face region (``regions``), and the per-face NMEs (for CED plots)."""
     nme = per_face_nme(pred, gt, scheme, "inter_ocular")
     result = summarise(nme)
     result["normalisations"] = {
         mode: summarise(per_face_nme(pred, gt, scheme, mode)) for mode in ("inter_ocular", "inter_pupil", "box")
     }
     result["subsets"] = attribute_subsets(nme, attributes) if attributes.any() else {}
-    result["per_landmark"] = [round(float(e), 6) for e in per_landmark_error(pred, gt, scheme, "inter_ocular")]
+    per_landmark = per_landmark_error(pred, gt, scheme, "inter_ocular")
+    result["per_landmark"] = [round(float(e), 6) for e in per_landmark]
+    result["regions"] = {name: round(e, 6) for name, e in region_errors(per_landmark, scheme).items()}
     result["per_face_nme"] = [round(float(e), 6) for e in nme]
     return result

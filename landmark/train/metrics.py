@@ -96,6 +96,27 @@ def per_landmark_error(pred: np.ndarray, gt: np.ndarray, scheme: Scheme, mode: s
     return _normalised_point_errors(pred, gt, scheme, mode).mean(axis=0)
 
 
+# Face regions in the iBUG 68-point order; every scheme maps onto it (``Scheme.to_68``), so regional errors
+# of WFLW models are reported on the same 68 points.
+REGIONS_68 = {
+    "jaw": range(0, 17),
+    "brows": range(17, 27),
+    "nose": range(27, 36),
+    "eyes": range(36, 48),
+    "mouth": range(48, 68),
+}
+
+
+def region_errors(per_landmark: np.ndarray, scheme: Scheme) -> dict[str, float]:
+    """Mean normalised error of each face region (``REGIONS_68``) from the per-landmark errors: where a model
+    is weak (the jaw, whose points slide along the contour, is always the largest)."""
+    if scheme.to_68 is None:
+        return {}
+    return {
+        name: float(np.mean([per_landmark[scheme.to_68[i]] for i in indices])) for name, indices in REGIONS_68.items()
+    }
+
+
 def _check_nme(nme: np.ndarray) -> np.ndarray:
     nme = np.asarray(nme, dtype=np.float64).reshape(-1)
     if nme.size == 0:
