@@ -43,6 +43,7 @@ from landmark.bench.infer import median_of_rounds, time_in_rounds
 from landmark.demo_app import run_pipeline
 from landmark.detect import Detector
 from landmark.errors import LandmarkError
+from landmark.eyes.model import EyeStateModel
 from landmark.inference.mediapipe_landmarker import MediaPipeFaceLandmarker
 from landmark.inference.predictor import LandmarkPredictor, onnx_backend, onnx_session
 
@@ -57,13 +58,20 @@ def _rate(frames: int, wall_s: float, cpu_s: float) -> dict[str, float]:
 
 
 def pipeline_fps(
-    video: str | Path, frames: list[np.ndarray], fps: float, predictor: LandmarkPredictor, detector: Detector
+    video: str | Path,
+    frames: list[np.ndarray],
+    fps: float,
+    predictor: LandmarkPredictor,
+    detector: Detector,
+    eye_model: EyeStateModel | None = None,
 ) -> dict[str, Any]:
     """Our demo pipeline (no drawing, writing or window) over ``frames``, which stand in for the file ``video``
     (it names the source; nothing is decoded from it). Returns FPS, CPU ms per frame and the stage timings."""
     replay = FramesInMemory(frames, fps)
     wall, cpu = time.perf_counter(), time.process_time()
-    summary = run_pipeline(str(video), predictor, detector, draw=False, capture_factory=lambda _: replay)
+    summary = run_pipeline(
+        str(video), predictor, detector, draw=False, capture_factory=lambda _: replay, eye_model=eye_model
+    )
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     keep = ("frames", "face_frames", "detect_calls", "stage_ms")
     return {**_rate(summary["frames"], wall, cpu), **{key: summary[key] for key in keep}}
@@ -95,13 +103,14 @@ def benchmark_demo_peers(
     detector: Detector,
     mediapipe_model: str | Path | None,
     rounds: int = DEMO_ROUNDS,
+    eye_model: EyeStateModel | None = None,
 ) -> dict[str, Any]:
     """``pipeline_fps`` (ours) and ``mediapipe_fps`` in alternating rounds: ``{"ours": ..., "mediapipe": ...
     or None, "missing": {name: reason}}``, each side the run with its median FPS."""
     missing: dict[str, str] = {}
     ours, theirs = [], []
     for _ in range(rounds):
-        ours.append(pipeline_fps(video, frames, fps, predictor, detector))
+        ours.append(pipeline_fps(video, frames, fps, predictor, detector, eye_model))
         if "mediapipe" not in missing:
             try:
                 theirs.append(mediapipe_fps(frames, fps, mediapipe_model))

@@ -154,13 +154,15 @@ def bench_demo(args: argparse.Namespace, workdir: Path) -> dict:
     from landmark.config import default_model_path
     from landmark.data.synthetic_video import render_driver_video
     from landmark.demo_app import benchmark_demo
+    from landmark.eyes.model import EyeStateModel
     from landmark.inference.predictor import LandmarkPredictor
 
     model = args.model or default_model_path()
     video = workdir / "driver.mp4"
     render_driver_video(video, workdir / "driver.json", seconds=DEMO_SECONDS, seed=3, size=(640, 480))
     predictor = LandmarkPredictor.from_path(model, threads=1)
-    summary = benchmark_demo(video, predictor, workdir=workdir)
+    # the demo's default pipeline, eye-state model included
+    summary = benchmark_demo(video, predictor, workdir=workdir, eye_model=EyeStateModel.from_path())
     stages = "  ".join(f"{name} {ms:.2f}" for name, ms in summary["stage_ms"].items())
     _say(
         args,
@@ -298,6 +300,7 @@ def bench_peers(args: argparse.Namespace, workdir: Path) -> dict:
     from landmark.bench.peers import DEMO_ROUNDS, benchmark_demo_peers, benchmark_face_peers, peer_ratios
     from landmark.data.synthetic_video import render_driver_video
     from landmark.detect import DEFAULT_DETECTOR, build_detector
+    from landmark.eyes.model import EyeStateModel
     from landmark.inference.predictor import LandmarkPredictor
 
     onnx_path = _peers_model(args, workdir)
@@ -308,7 +311,8 @@ def bench_peers(args: argparse.Namespace, workdir: Path) -> dict:
     predictor = LandmarkPredictor.from_path(onnx_path, threads=1)
     detector = build_detector(DEFAULT_DETECTOR)  # by name: an error, not a fallback, when it cannot load
     _say(args, f"demo: {len(frames)} frames of 640x480 in memory, {DEMO_ROUNDS} alternating rounds (median)")
-    demo = benchmark_demo_peers(video, frames, fps, predictor, detector, mediapipe_model)
+    eye_model = EyeStateModel.from_path()  # the demo's default pipeline, eye-state model included
+    demo = benchmark_demo_peers(video, frames, fps, predictor, detector, mediapipe_model, eye_model=eye_model)
     image, box = _driver_face(workdir / "peers.json", frames)
     _say(args, f"per face: one face of that video, {DLIB_ROUNDS} alternating rounds of {args.runs} calls (median p50)")
     face = benchmark_face_peers(onnx_path, image, box, args.dlib or None, mediapipe_model, DLIB_ROUNDS, args.runs)
