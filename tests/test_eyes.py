@@ -177,6 +177,33 @@ def test_eye_model_refuses_a_landmark_model() -> None:
         EyeStateModel.from_path(default_model_path((".onnx",)))
 
 
+def test_augmentation_is_deterministic_and_keeps_crops_grey_bytes() -> None:
+    pytest.importorskip("torch")
+    from landmark.eyes.train import augment
+
+    crops = np.random.default_rng(0).integers(0, 256, (16, EYE_SIZE, EYE_SIZE), dtype=np.uint8)
+    for mode in ("basic", "strong"):
+        a = augment(crops, np.random.default_rng(1), mode)
+        assert a.shape == crops.shape and a.dtype == np.uint8
+        assert np.array_equal(a, augment(crops, np.random.default_rng(1), mode))
+    assert not np.array_equal(augment(crops, np.random.default_rng(1), "basic"), a)
+    with pytest.raises(ValueError, match="photometric"):
+        augment(crops, np.random.default_rng(1), "wild")
+
+
+def test_weight_average_moves_towards_the_network_and_copies_batch_statistics() -> None:
+    torch = pytest.importorskip("torch")
+    from landmark.eyes.train import EyeNet, _ema_update
+
+    torch.manual_seed(0)
+    net, ema = EyeNet(), EyeNet()
+    net.features[0][1].running_mean.fill_(3.0)
+    before = ema.head[-1].weight.detach().clone()
+    _ema_update(ema, net, 0.9)
+    assert torch.allclose(ema.head[-1].weight, 0.9 * before + 0.1 * net.head[-1].weight)
+    assert torch.equal(ema.features[0][1].running_mean, net.features[0][1].running_mean)
+
+
 @pytest.fixture
 def cew() -> Path:
     root = shared_data_root() / "cew_eyes"
