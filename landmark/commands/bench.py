@@ -71,7 +71,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="--detectors: only the first N of the 300-W faces, for a quick look",
     )
     parser.add_argument(
-        "--model", type=Path, help="model for --demo and --peers (.onnx/.pt; default: the package default)"
+        "--model",
+        type=Path,
+        help="model for --demo, --peers and --dlib (.onnx/.pt; default: the package default)",
     )
     parser.add_argument(
         "--checkpoint",
@@ -184,6 +186,8 @@ def bench_dlib(args: argparse.Namespace, workdir: Path) -> dict:
     if args.checkpoint is not None:
         onnx_path = workdir / "model.onnx"
         export_checkpoint(args.checkpoint, onnx_path)
+    elif args.model is not None:  # e.g. an INT8 export: timed as the file it is
+        onnx_path = _peers_model(args, workdir)
     else:
         onnx_path = default_model_path((".onnx",))
     face = None
