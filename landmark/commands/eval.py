@@ -24,7 +24,12 @@ from landmark.train.metrics import plot_ced, source_subsets
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("eval", help="evaluate NME / FR / AUC on a test split")
-    parser.add_argument("--checkpoint", type=Path, help="model checkpoint (.pt); default: the package's default model")
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        help="model checkpoint (.pt) or exported model (.onnx, e.g. an INT8 export, run by ONNX Runtime as "
+        "deployed); default: the package's default model",
+    )
     parser.add_argument(
         "--dlib",
         nargs="?",
@@ -89,9 +94,13 @@ def run(args: argparse.Namespace) -> int:
     if args.dlib is not None:
         dlib_model = DlibShapePredictor(args.dlib or None)
         scheme, source = dlib_model.scheme, f"dlib:{dlib_model.path}"
+    elif args.checkpoint is not None and args.checkpoint.suffix.lower() == ".onnx":
+        model, scheme, crop_scale = onnx_model(args.checkpoint)
+        source = str(args.checkpoint)
     else:
         checkpoint = args.checkpoint or default_model_path((".pt",))
         model, scheme, state = load_model(checkpoint)
+        crop_scale = ((state.get("train_config") or {}).get("data") or {}).get("crop_scale", 1.25)
         source = str(checkpoint)
     data_cfg = {"format": args.data_format, "root": str(args.data), "skip_invalid": args.skip_invalid}
     if args.val_fraction is not None:
@@ -120,8 +129,6 @@ def run(args: argparse.Namespace) -> int:
     if args.dlib is not None:
         out = predict_with_dlib(dlib_model, records, args.box == "detector", args.flip_test)
     else:
-        train_cfg = state.get("train_config") or {}
-        crop_scale = train_cfg.get("data", {}).get("crop_scale", 1.25)
         dataset = LandmarkDataset(
             records,
             scheme,
@@ -165,6 +172,27 @@ def run(args: argparse.Namespace) -> int:
         if args.json != "-":
             print(f"report: {args.report / 'report.md'}  (ced.png, results.json)")
     return 0
+
+
+def onnx_model(path: Path):
+    """An exported model as ``(module, scheme, crop scale)``: ONNX Runtime (one thread, as the demo runs it)
+    behind the ``nn.Module`` interface that ``predict_loader`` calls, so an INT8 export is scored as deployed."""
+    import torch
+    from torch import nn
+
+    from landmark.inference.predictor import LandmarkPredictor
+
+    predictor = LandmarkPredictor.from_path(path, threads=1)
+
+    class OnnxModule(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.input_size = predictor.input_size
+
+        def forward(self, images: torch.Tensor) -> torch.Tensor:
+            return torch.from_numpy(predictor.backend(images.numpy()))
+
+    return OnnxModule(), predictor.scheme, predictor.crop_scale
 
 
 def predict_with_dlib(model: DlibShapePredictor, records: list, use_box: bool, flip_test: bool) -> dict:
