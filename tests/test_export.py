@@ -257,3 +257,26 @@ def test_inference_only_checkpoint_keeps_the_ema_weights(tmp_path: Path) -> None
     assert slim.get("optimizer") is None and slim["ema"] is None and slim["aux"] is None
     for name, value in ema.items():
         torch.testing.assert_close(slim["model"][name], value)
+
+
+def test_eval_scores_an_onnx_export_as_its_checkpoint(exported: tuple[Path, Path], tmp_path: Path) -> None:
+    """``landmark eval --checkpoint model.onnx`` runs the export with ONNX Runtime on the same crops (the
+    crop scale from its metadata) and gets the checkpoint's figures."""
+    from landmark.cli import main
+
+    checkpoint, onnx_path = exported
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    for i in range(3):
+        _, points = write_synthetic_face(faces, name=f"face{i}", spacing=12.0 + 2 * i)
+        rows = "\n".join(f"{x + 1:.3f} {y + 1:.3f}" for x, y in points)  # 300-W files count from 1
+        (faces / f"face{i}.pts").write_text(f"version: 1\nn_points: 68\n{{\n{rows}\n}}\n")
+    results = {}
+    for model in (checkpoint, onnx_path):
+        out = tmp_path / f"{model.suffix[1:]}.json"
+        assert main(["eval", "--checkpoint", str(model), "--data-format", "300w", "--data", str(faces),
+                     "--json", str(out)]) == 0  # fmt: skip
+        results[model.suffix] = json.loads(out.read_text())
+    assert results[".onnx"]["n"] == 3
+    assert results[".onnx"]["nme_mean"] == pytest.approx(results[".pt"]["nme_mean"], abs=1e-5)
+    assert results[".onnx"]["regions"].keys() == {"jaw", "brows", "nose", "eyes", "mouth"}
