@@ -18,6 +18,7 @@ from landmark.detect.calibration import boxes_from_detector
 from landmark.errors import LandmarkError
 from landmark.files import check_writable, make_folder, write_atomic
 from landmark.inference.dlib_predictor import DlibShapePredictor
+from landmark.inference.metadata import crop_scale_of
 from landmark.progress import progress_bar
 from landmark.train.metrics import plot_ced, source_subsets
 
@@ -100,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         checkpoint = args.checkpoint or default_model_path((".pt",))
         model, scheme, state = load_model(checkpoint)
-        crop_scale = ((state.get("train_config") or {}).get("data") or {}).get("crop_scale", 1.25)
+        crop_scale = crop_scale_of(state)
         source = str(checkpoint)
     data_cfg = {"format": args.data_format, "root": str(args.data), "skip_invalid": args.skip_invalid}
     if args.val_fraction is not None:

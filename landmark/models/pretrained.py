@@ -22,16 +22,13 @@ would normalise away the scale of the pretrained features at the first step.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from landmark.errors import LandmarkError
-
-logger = logging.getLogger(__name__)
+from landmark.errors import LandmarkError, first_line
 
 # The input scalings a pretrained file may expect (``model.pretrained_input``).
 INPUT_SCALINGS = ("imagenet", "signed")
@@ -62,8 +59,9 @@ def read_state_dict(path: str | Path) -> list[tuple[str, torch.Tensor]]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # a truncated file, a pickle with code in it, not a torch file at all
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise LandmarkError(f"{path}: model.pretrained: not a readable PyTorch weights file ({first})") from None
+        raise LandmarkError(
+            f"{path}: model.pretrained: not a readable PyTorch weights file ({first_line(err)})"
+        ) from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
