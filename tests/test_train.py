@@ -264,11 +264,34 @@ def write_config(tmp_path: Path, change: dict) -> Path:
         ({"optim.momentum": -1}, r"optim\.momentum: expected a number in \(0, 1\) such as 0\.9, got -1"),
         ({"train.seed": -1}, r"train\.seed: expected an integer >= 0, got -1"),
         ({"data.split_seed": -1}, r"data\.split_seed: expected an integer >= 0, got -1"),
+        (
+            {"data.extra_root": "/x.csv", "data.extra_share": 1.5},
+            r"data\.extra_share: expected a fraction in \(0, 1\), got 1\.5",
+        ),
+        ({"data.extra_format": "xml"}, r"data\.extra_format: expected one of wflw, 300w, csv, json"),
     ],
 )
 def test_bad_configs_name_the_key(tmp_path: Path, change: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         resolve_train_config(write_config(tmp_path, change))
+
+
+def test_extra_faces_make_up_their_share_of_each_epoch(synthetic_root: Path, five_faces: Path) -> None:
+    """data.extra_root: every main face once an epoch, plus a fresh draw of extra faces at data.extra_share."""
+    from landmark.train.trainer import Distributed, build_datasets, make_train_loader
+
+    extra = ["data.extra_format=300w", f"data.extra_root={five_faces}", "data.extra_share=0.04"]
+    cfg = tiny_config(synthetic_root, *extra)
+    train_set, _, n_extra = build_datasets(cfg)
+    n_main = len(train_set) - n_extra
+    assert n_extra == 5 and n_main == len(build_datasets(tiny_config(synthetic_root))[0])
+    draws = []
+    for epoch in (0, 1, 0):
+        indices = list(make_train_loader(train_set, cfg, Distributed(0, 1), epoch, n_extra).sampler)
+        assert sorted(i for i in indices if i < n_main) == list(range(n_main))  # each main face once
+        draws.append(sorted(i for i in indices if i >= n_main))
+    assert len(draws[0]) == round(n_main * 0.04 / 0.96) < n_extra
+    assert draws[0] == draws[2] and draws[0] != draws[1]  # fixed by (seed, epoch), new each epoch
 
 
 def test_grad_clip_zero_or_null_means_no_clipping(tmp_path: Path) -> None:
@@ -309,7 +332,7 @@ def test_box_source_detector_crops_training_faces_around_detections(
     monkeypatch.setattr(trainer, "build_detector", lambda *args, **kw: built.append((args, kw)) or NoFaces())
     cfg = tiny_config(synthetic_root, "data.box_source=detector")
     with caplog.at_level("INFO", logger="landmark.train.trainer"):
-        train_set, val_set = trainer.build_datasets(cfg)
+        train_set, val_set, _ = trainer.build_datasets(cfg)
     # the default detector (YuNet) with its photo settings, as landmark eval --box detector runs it
     assert built == [(("yunet", None), {"photos": True})] * 2
     assert train_set.box_source == val_set.box_source == "box"

@@ -51,6 +51,11 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
         "detector_model": ((str, type(None)), None),
         "landmark_box_share": (NUMBER, 0.0),
         "box_jitter": (NUMBER, 0.0),
+        # extra training faces (all of them; no validation part), drawn so that extra_share of each epoch's
+        # crops are theirs: more faces, weighted below the main set (noisy labels such as ytf68's)
+        "extra_format": ((str,), "csv"),
+        "extra_root": ((str, type(None)), None),
+        "extra_share": (NUMBER, 0.25),
         "workers": ((int,), 2),
     },
     "optim": {
@@ -81,6 +86,7 @@ FREE_SECTIONS = {"augment", "loss"}  # validated by their own modules
 CHOICES = {
     ("model", "pretrained_input"): INPUT_SCALINGS,
     ("data", "format"): ("wflw", "300w", "csv", "json"),
+    ("data", "extra_format"): ("wflw", "300w", "csv", "json"),
     ("data", "box_source"): ("points", "box", "detector"),
     ("data", "detector"): DETECTORS,
     ("optim", "name"): ("adam", "adamw", "sgd"),
@@ -172,6 +178,8 @@ def resolve_train_config(path: str | Path, overrides: list[str] | None = None) -
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from None
     cfg["data"]["root"] = str(expand_path(cfg["data"]["root"]))
+    if cfg["data"]["extra_root"] is not None:
+        cfg["data"]["extra_root"] = str(expand_path(cfg["data"]["extra_root"]))
     for key in ("init", "pretrained"):
         if cfg["model"][key] is not None:
             cfg["model"][key] = str(expand_path(cfg["model"][key]))
@@ -199,6 +207,9 @@ def _check_ranges(cfg: dict, where: str) -> None:
             f"{where}: data.landmark_box_share: needs data.box_source box or detector (crops "
             "are already around the landmark box)"
         )
+    extra_share = cfg["data"]["extra_share"]
+    if cfg["data"]["extra_root"] is not None and not 0.0 < extra_share < 1.0:
+        raise ConfigError(f"{where}: data.extra_share: expected a fraction in (0, 1), got {extra_share}")
     for section, key in [("train", "seed"), ("data", "split_seed")]:
         if cfg[section][key] < 0:  # numpy's random generators refuse negative seeds
             raise ConfigError(f"{where}: {section}.{key}: expected an integer >= 0, got {cfg[section][key]}")

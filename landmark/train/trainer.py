@@ -19,7 +19,7 @@ import math
 import os
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -30,9 +30,10 @@ import torch.distributed as dist
 import yaml
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, SubsetRandomSampler
 
 from landmark.checkpoint import load_checkpoint, save_checkpoint
+from landmark.data.crop import face_box_from_points
 from landmark.data.dataset import LandmarkDataset, build_records, prepare_workers, worker_init_fn
 from landmark.data.readers import FaceRecord
 from landmark.data.schemes import scheme_for
@@ -308,7 +309,21 @@ def detected_records(records: list[FaceRecord], data: dict, split: str) -> list[
     return records
 
 
-def build_datasets(cfg: dict) -> tuple[LandmarkDataset, LandmarkDataset]:
+def extra_records(data: dict) -> list[FaceRecord]:
+    """``data.extra_root``: every face of the extra set (no validation part), cropped around its landmark box
+    (with the box jitter) when the main faces use detector boxes: the extra set is not run through the
+    detector, whose boxes the main faces already teach."""
+    if data["extra_root"] is None:
+        return []
+    records = build_records({"format": data["extra_format"], "root": data["extra_root"]}, "test")
+    if data["box_source"] == "detector":
+        records = [replace(r, box=face_box_from_points(r.points).astype(np.float32)) for r in records]
+    return records
+
+
+def build_datasets(cfg: dict) -> tuple[LandmarkDataset, LandmarkDataset, int]:
+    """(training set, validation set, number of extra faces): the extra faces (``data.extra_root``) are the
+    last ones of the training set, and ``make_train_loader`` draws them at ``data.extra_share``."""
     data, model_cfg = cfg["data"], cfg["model_config"]
     scheme = scheme_for(model_cfg["num_points"])
     records = {split: build_records(data, split) for split in ("train", "val")}
@@ -319,6 +334,11 @@ def build_datasets(cfg: dict) -> tuple[LandmarkDataset, LandmarkDataset]:
         )
     if data["box_source"] == "detector":
         records = {split: detected_records(recs, data, split) for split, recs in records.items()}
+    extra = extra_records(data)
+    if extra:
+        logger.info(
+            "extra faces: %d from %s, %.0f%% of each epoch", len(extra), data["extra_root"], 100 * data["extra_share"]
+        )
     common = {
         "scheme": scheme,
         "input_size": model_cfg["input_size"],
@@ -326,7 +346,7 @@ def build_datasets(cfg: dict) -> tuple[LandmarkDataset, LandmarkDataset]:
         "box_source": "box" if data["box_source"] == "detector" else data["box_source"],
     }
     train_set = LandmarkDataset(
-        records["train"],
+        records["train"] + extra,
         augment=cfg["augment"],
         box_jitter=data["box_jitter"],
         seed=cfg["train"]["seed"],
@@ -334,21 +354,33 @@ def build_datasets(cfg: dict) -> tuple[LandmarkDataset, LandmarkDataset]:
         **common,
     )
     val_set = LandmarkDataset(records["val"], augment=None, **common)
-    return train_set, val_set
+    return train_set, val_set, len(extra)
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
     return seed * 100_003 + epoch
 
 
-def make_train_loader(dataset: LandmarkDataset, cfg: dict, world: Distributed, epoch: int) -> DataLoader:
-    """A fresh loader per epoch whose shuffle and augmentation streams depend only on (seed, epoch)."""
+def make_train_loader(
+    dataset: LandmarkDataset, cfg: dict, world: Distributed, epoch: int, n_extra: int = 0
+) -> DataLoader:
+    """A fresh loader per epoch whose shuffle and augmentation streams depend only on (seed, epoch).
+
+    With ``n_extra`` extra faces at the end of ``dataset``, an epoch is every main face once plus a fresh
+    random draw of extra faces making up ``data.extra_share`` of it (all of them, if there are fewer).
+    """
     seed = epoch_seed(cfg["train"]["seed"], epoch)
     dataset.reseed(seed)  # the main-process stream (workers reseed from the loader's generator)
     generator = torch.Generator().manual_seed(seed)
     if world.enabled:
         sampler = DistributedSampler(dataset, world.world_size, world.rank, shuffle=True, seed=cfg["train"]["seed"])
         sampler.set_epoch(epoch)
+    elif n_extra:
+        n_main = len(dataset) - n_extra
+        share = cfg["data"]["extra_share"]
+        n_draw = min(round(n_main * share / (1 - share)), n_extra)
+        drawn = n_main + torch.randperm(n_extra, generator=generator)[:n_draw]
+        sampler = SubsetRandomSampler(list(range(n_main)) + drawn.tolist(), generator=generator)
     else:
         sampler = RandomSampler(dataset, generator=generator)
     # a batch of one face crashes BatchNorm, so the last incomplete batch is dropped (a different one each
@@ -425,7 +457,7 @@ def train(
     use_amp = cfg["train"]["amp"] and device.type == "cuda"
 
     # ---- data, model, loss, optimiser ----
-    train_set, val_set = build_datasets(cfg)
+    train_set, val_set, n_extra = build_datasets(cfg)
     scheme = train_set.scheme
     faces_per_process = math.ceil(len(train_set) / world.world_size)
     if faces_per_process < 2:  # BatchNorm needs two faces in every batch
@@ -454,7 +486,7 @@ def train(
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     ema = EMA(model, cfg["train"]["ema"]) if cfg["train"]["ema"] else None
     epochs = cfg["train"]["epochs"]
-    steps_per_epoch = len(make_train_loader(train_set, cfg, Distributed(0, world.world_size), 0))
+    steps_per_epoch = len(make_train_loader(train_set, cfg, Distributed(0, world.world_size), 0, n_extra))
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(step, steps_per_epoch, cfg["schedule"], epochs, cfg["optim"]["lr"])
     )
@@ -533,7 +565,7 @@ def train(
         for epoch in range(start_epoch, min(epochs, stop_after or epochs)):
             # ---- train one epoch ----
             net.train()
-            loader = make_train_loader(train_set, cfg, world, epoch)
+            loader = make_train_loader(train_set, cfg, world, epoch, n_extra)
             started, data_wait, losses = time.perf_counter(), 0.0, []
             bar = progress_bar(
                 loader,
