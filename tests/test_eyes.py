@@ -12,12 +12,13 @@ import numpy as np
 import pytest
 
 from landmark.cli import main
+from landmark.data.readers import FaceRecord
 from landmark.data.schemes import IBUG_68, WFLW_98
 from landmark.dms import DMSConfig, DriverMonitor
 from landmark.dms.config import load_dms_config
-from landmark.errors import ConfigError
+from landmark.errors import ConfigError, DataError
 from landmark.eyes.crop import EYE_SIZE, WIDTH_SCALE, eye_crop_matrix, normalise_crops, warp_eye
-from landmark.eyes.data import face_group, load_eye_folder, split_mask
+from landmark.eyes.data import face_eyes, face_group, load_eye_folder, split_mask
 from landmark.eyes.metrics import eye_state_scores, roc_auc
 from landmark.eyes.model import DEFAULT_EYE_MODEL, EyeStateModel
 from tests.conftest import place_contour, shared_data_root
@@ -99,6 +100,57 @@ def test_load_eye_folder_reads_both_classes(tmp_path: Path) -> None:
 
 
 # --- scores ------------------------------------------------------------------------------------------------
+
+
+def test_face_eyes_labels_annotated_eyes_by_their_aspect_ratio(tmp_path: Path) -> None:
+    """Open (EAR 0.3) and shut (EAR 0.03) eyes become crops labelled 0 / 1; a half-shut one (EAR 0.1) is left
+    out; an unreadable photo is one error line naming it."""
+    image = tmp_path / "face.png"
+    cv2.imwrite(str(image), np.full((240, 300, 3), 128, np.uint8))
+    records = []
+    for left, right in [(12.0, 1.2), (4.0, 12.0)]:  # openings over a 40 px eye: EAR 0.3 / 0.03, 0.1 / 0.3
+        points = np.zeros((IBUG_68.num_points, 2))
+        place_contour(points, IBUG_68.left_eye, (100.0, 120.0), 40.0, left)
+        place_contour(points, IBUG_68.right_eye, (200.0, 120.0), 40.0, right)
+        records.append(FaceRecord(image_path=image, points=points))
+    eyes = face_eyes(records, IBUG_68)
+    assert eyes.crops.shape == (3, EYE_SIZE, EYE_SIZE) and eyes.labels.tolist() == [0, 1, 0]
+    assert eyes.groups == ["faces/face"] * 3
+    bad = [FaceRecord(image_path=tmp_path / "missing.jpg", points=records[0].points)]
+    with pytest.raises(DataError, match=r"missing\.jpg: cannot read image"):
+        face_eyes(bad, IBUG_68)
+
+
+def _write_300w_eye_faces(folder: Path, n: int) -> None:
+    """``n`` grey 300-W photos with 68 points whose eyes are open (EAR 0.3); the other points sit at the eyes."""
+    folder.mkdir(parents=True)
+    for i in range(n):
+        points = np.full((IBUG_68.num_points, 2), 150.0)
+        place_contour(points, IBUG_68.left_eye, (100.0, 120.0), 40.0, 12.0)
+        place_contour(points, IBUG_68.right_eye, (200.0, 120.0), 40.0, 12.0)
+        cv2.imwrite(str(folder / f"face{i}.png"), np.full((240, 300, 3), 60 + 10 * i, np.uint8))
+        rows = "\n".join(f"{x + 1:.3f} {y + 1:.3f}" for x, y in points)
+        (folder / f"face{i}.pts").write_text(f"version: 1\nn_points: 68\n{{\n{rows}\n}}\n")
+
+
+def test_train_eyes_adds_the_eyes_of_the_training_faces(tmp_path: Path, capsys) -> None:
+    rng = np.random.default_rng(2)
+    for label in ("open", "closed"):
+        (tmp_path / "cew" / label).mkdir(parents=True)
+        for i in range(20):  # 20 faces a class: both classes on both sides of the by-face split
+            name = f"Person{i}_0001_L.png" if label == "open" else f"closed_eye_{i:04d}.jpg_face_1_L.png"
+            cv2.imwrite(str(tmp_path / "cew" / label / name), rng.integers(0, 255, (EYE_SIZE, EYE_SIZE), np.uint8))
+    _write_300w_eye_faces(tmp_path / "faces", 4)  # 1 validation face (fraction 0.1), 3 training faces
+    out = tmp_path / "eye.onnx"
+    argv = ["train-eyes", "--data", str(tmp_path / "cew"), "--faces", str(tmp_path / "faces"), "--out", str(out)]
+    assert main([*argv, "--rendered-faces", "0", "--epochs", "1", "--threads", "1", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "eyes of annotated faces: 6 crops (0 closed)" in printed
+    report = json.loads(out.with_suffix(".json").read_text())
+    cew_train = len(load_eye_folder(tmp_path / "cew", "train"))
+    assert report["train_crops"] == cew_train + 6 and EyeStateModel.from_path(out) is not None
+    line = _error_line(capsys, [*argv[:-4], "--faces", str(tmp_path / "nowhere"), "--out", str(out)])
+    assert line.endswith("nowhere: folder not found (expected 300-W faces: NAME.jpg + NAME.pts)")
 
 
 def test_roc_auc_counts_ordered_pairs_and_ties() -> None:

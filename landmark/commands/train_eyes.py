@@ -24,6 +24,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--data", type=Path, help="folder with open/ and closed/ eye crops (CEW layout)")
     parser.add_argument("--out", type=Path, required=True, help="the ONNX file to write (a .json report goes beside)")
     parser.add_argument(
+        "--faces",
+        type=Path,
+        help="a 300-W folder (NAME.jpg + NAME.pts): the eyes of its training faces (val fraction 0.1, seed 0, "
+        "the landmark model's split) are added, labelled by their annotated eye aspect ratio",
+    )
+    parser.add_argument(
         "--rendered-faces",
         type=non_negative_int,
         default=1500,
@@ -43,9 +49,16 @@ def run(args: argparse.Namespace) -> int:
         raise LandmarkError(f"--out {args.out}: expected a file name ending in .onnx")
     if args.data is None and args.rendered_faces == 0:
         raise LandmarkError("nothing to train on: give --data or --rendered-faces > 0")
+    if args.faces is not None and not args.faces.is_dir():
+        raise LandmarkError(f"--faces {args.faces}: folder not found (expected 300-W faces: NAME.jpg + NAME.pts)")
     check_writable(args.out, "--out")
     cfg = EyeTrainConfig(
-        data=args.data, rendered_faces=args.rendered_faces, epochs=args.epochs, seed=args.seed, threads=args.threads
+        data=args.data,
+        faces=args.faces,
+        rendered_faces=args.rendered_faces,
+        epochs=args.epochs,
+        seed=args.seed,
+        threads=args.threads,
     )
     net, report = train_eye_model(cfg, progress=not args.no_progress, log=print)
     export_eye_model(net, args.out, report["threshold"])

@@ -11,12 +11,17 @@ import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from landmark.errors import DataError
 from landmark.eyes.crop import EYE_SIZE
+
+if TYPE_CHECKING:
+    from landmark.data.readers import FaceRecord
+    from landmark.data.schemes import Scheme
 
 CLASSES = ("open", "closed")  # label 0 = open, 1 = closed
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".pgm")
@@ -116,3 +121,46 @@ def load_eye_folder(root: str | Path, split: str = "all", size: int = EYE_SIZE, 
     crops = np.stack([read_eye_image(p, size) for (p, _), _ in chosen])
     labels = np.array([label for (_, label), _ in chosen], dtype=np.int64)
     return EyeSet(crops, labels, [g for _, g in chosen], [p for (p, _), _ in chosen])
+
+
+# --- eyes of annotated faces (300-W) -------------------------------------------------------------------------
+
+FACE_OPEN_EAR = 0.18  # an annotated eye with EAR >= this is open ...
+FACE_CLOSED_EAR = 0.06  # ... <= this closed; the squints and half-shut lids in between are left out
+
+
+def face_eyes(
+    records: list[FaceRecord],
+    scheme: Scheme,
+    size: int = EYE_SIZE,
+    open_ear: float = FACE_OPEN_EAR,
+    closed_ear: float = FACE_CLOSED_EAR,
+) -> EyeSet:
+    """Both eyes of annotated face photos (``FaceRecord``s), cropped from their annotated points exactly as the
+    runtime crops predicted ones, labelled by the annotated eye aspect ratio.
+
+    300-W photos are mostly open eyes seen from every angle -- looking down, behind glasses, in shadow -- the
+    open eyes that LFW's frontal portraits (CEW's open class) lack; the few shut lids in them are closed
+    examples from yet another source. Give only the faces a landmark model trains on, never its validation
+    faces: the open-eye check (``landmark eval-eyes --faces``) scores those.
+    """
+    from landmark.dms.signals import eye_aspect_ratio
+    from landmark.eyes.crop import eye_crop_matrix, warp_eye
+
+    crops, labels, groups, paths = [], [], [], []
+    for record in records:
+        image = cv2.imread(str(record.image_path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise DataError(f"{record.image_path}: cannot read image")
+        points = np.asarray(record.points, dtype=np.float64)
+        for eye in (scheme.left_eye, scheme.right_eye):
+            ear = eye_aspect_ratio(points, eye)
+            if closed_ear < ear < open_ear:
+                continue
+            crops.append(warp_eye(image, eye_crop_matrix(points, eye, size), size))
+            labels.append(int(ear <= closed_ear))
+            groups.append(f"faces/{Path(record.image_path).stem}")
+            paths.append(Path(record.image_path))
+    if not crops:
+        raise DataError("no annotated face gave an open or closed eye crop")
+    return EyeSet(np.stack(crops), np.array(labels, dtype=np.int64), groups, paths)

@@ -30,7 +30,7 @@ from tqdm import tqdm
 from landmark.data.schemes import scheme_for
 from landmark.data.synthetic import render_face_image
 from landmark.eyes.crop import EYE_SIZE, WIDTH_SCALE, eye_crop_matrix, normalise_crops, warp_eye
-from landmark.eyes.data import EyeSet, load_eye_folder
+from landmark.eyes.data import EyeSet, face_eyes, load_eye_folder
 from landmark.eyes.metrics import eye_state_scores
 from landmark.eyes.model import INPUT_NAME, KIND, OUTPUT_NAME
 
@@ -52,6 +52,11 @@ class EyeTrainConfig:
     threshold: float = 0.5
     threads: int = 2
     rendered_share: float = 0.3  # share of the loss that the rendered eyes carry (the real crops the rest)
+    # a 300-W folder: the eyes of the TRAINING faces of its split (the landmark model's split: fraction, seed)
+    faces: Path | None = None
+    faces_share: float = 0.2  # share of the loss they carry, taken from the real crops' share
+    faces_val_fraction: float = 0.1
+    faces_split_seed: int = 0
     widths: tuple[int, int, int] = (16, 32, 64)  # channels of the three convolutions
     # Tried, not shipped (docs/eye-state.md): label_smoothing 0.1, ema_decay 0.995, photometric "strong".
     label_smoothing: float = 0.0  # targets 0/1 -> s/2, 1 - s/2
@@ -120,6 +125,15 @@ def render_eyes(n_faces: int, seed: int, progress: bool = True) -> EyeSet:
             labels.append(int(closure >= CLOSED_MIN))
             groups.append(f"rendered/{seed}/{i}")
     return EyeSet(np.stack(crops), np.array(labels, dtype=np.int64), groups, [Path(g) for g in groups])
+
+
+def annotated_face_eyes(folder: Path, val_fraction: float, split_seed: int) -> EyeSet:
+    """The eyes of the training faces of a 300-W folder's split (``landmark.eyes.data.face_eyes``); the
+    validation faces stay out, so ``landmark eval-eyes --faces`` still scores faces the model never saw."""
+    from landmark.data.readers import read_300w, split_records
+
+    train_faces, _ = split_records(read_300w(folder), val_fraction, split_seed)
+    return face_eyes(train_faces, scheme_for(68))
 
 
 def augment(crops: np.ndarray, rng: np.random.Generator, photometric: str = "basic") -> np.ndarray:
@@ -214,14 +228,30 @@ def train_eye_model(
             f"real eyes: {len(parts[0])} training crops ({int(parts[0].labels.sum())} closed), "
             f"{len(val)} validation crops from other faces"
         )
+    if cfg.faces is not None:
+        faces = annotated_face_eyes(cfg.faces, cfg.faces_val_fraction, cfg.faces_split_seed)
+        say(
+            f"eyes of annotated faces: {len(faces)} crops ({int(faces.labels.sum())} closed) from the training "
+            f"faces of {cfg.faces}"
+        )
+        parts.append(faces)
     if cfg.rendered_faces:
         rendered = render_eyes(cfg.rendered_faces, cfg.seed + 1000, progress)
         say(f"rendered eyes: {len(rendered)} crops ({int(rendered.labels.sum())} closed)")
         parts.append(rendered)
     crops = np.concatenate([p.crops for p in parts])
     labels = np.concatenate([p.labels for p in parts]).astype(np.float32)
-    # the real crops carry 1 - rendered_share of the loss and the rendered ones the rest, whatever their numbers
-    shares = [1.0] if len(parts) == 1 else [1.0 - cfg.rendered_share, cfg.rendered_share]
+    # each source carries a fixed share of the loss, whatever its number of crops: the rendered eyes
+    # rendered_share, the annotated faces' eyes faces_share, the real crops of cfg.data the rest
+    shares = []
+    if cfg.data is not None:
+        shares.append(1.0 - cfg.rendered_share * bool(cfg.rendered_faces) - cfg.faces_share * (cfg.faces is not None))
+    if cfg.faces is not None:
+        shares.append(cfg.faces_share)
+    if cfg.rendered_faces:
+        shares.append(cfg.rendered_share)
+    if len(parts) == 1:
+        shares = [1.0]
     weights = np.concatenate([np.full(len(p), share / len(p)) for p, share in zip(parts, shares, strict=True)])
     weights = (weights * len(weights) / weights.sum()).astype(np.float32)
 
