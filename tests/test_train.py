@@ -294,6 +294,18 @@ def test_extra_faces_make_up_their_share_of_each_epoch(synthetic_root: Path, fiv
     assert draws[0] == draws[2] and draws[0] != draws[1]  # fixed by (seed, epoch), new each epoch
 
 
+def test_extra_faces_refuse_distributed_training(
+    synthetic_root: Path, five_faces: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from landmark.train import trainer
+
+    monkeypatch.setattr(trainer, "setup_distributed", lambda _: (trainer.Distributed(0, 2, 0), torch.device("cpu")))
+    cfg = tiny_config(synthetic_root, "data.extra_format=300w", f"data.extra_root={five_faces}")
+    with pytest.raises(LandmarkError, match=r"data\.extra_root: extra faces train in one process only"):
+        train(cfg, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+
+
 def test_grad_clip_zero_or_null_means_no_clipping(tmp_path: Path) -> None:
     for off in (0, None):
         assert resolve_train_config(write_config(tmp_path, {"train.grad_clip": off}))["train"]["grad_clip"] == off

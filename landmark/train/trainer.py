@@ -458,6 +458,8 @@ def train(
 
     # ---- data, model, loss, optimiser ----
     train_set, val_set, n_extra = build_datasets(cfg)
+    if n_extra and world.enabled:  # DistributedSampler would draw them like the main faces, at full weight
+        raise LandmarkError(f"{cfg['source']}: data.extra_root: extra faces train in one process only (not torchrun)")
     scheme = train_set.scheme
     faces_per_process = math.ceil(len(train_set) / world.world_size)
     if faces_per_process < 2:  # BatchNorm needs two faces in every batch
