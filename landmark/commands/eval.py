@@ -6,6 +6,7 @@ import argparse
 import json
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -13,6 +14,7 @@ from landmark.commands import non_negative_int, positive_int
 from landmark.commands.output import write_json
 from landmark.config import default_model_path
 from landmark.data.crop import face_box_from_points
+from landmark.data.schemes import Scheme
 from landmark.detect import DETECTORS, build_detector, close_detector
 from landmark.detect.calibration import boxes_from_detector
 from landmark.errors import LandmarkError
@@ -175,9 +177,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def onnx_model(path: Path):
+def onnx_model(path: Path) -> tuple[Any, Scheme, float]:
     """An exported model as ``(module, scheme, crop scale)``: ONNX Runtime (one thread, as the demo runs it)
-    behind the ``nn.Module`` interface that ``predict_loader`` calls, so an INT8 export is scored as deployed."""
+    behind the ``nn.Module`` interface that ``predict_loader`` calls, so an INT8 export is scored as deployed.
+    The module class is made here because torch is imported lazily: this command module loads without it."""
     import torch
     from torch import nn
 

@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
+from landmark.dms.signals import eye_aspect_ratio
 from landmark.errors import DataError
-from landmark.eyes.crop import EYE_SIZE
+from landmark.eyes.crop import EYE_SIZE, eye_crop_matrix, warp_eye
 
 if TYPE_CHECKING:
     from landmark.data.readers import FaceRecord
@@ -144,9 +145,6 @@ def face_eyes(
     examples from yet another source. Give only the faces a landmark model trains on, never its validation
     faces: the open-eye check (``landmark eval-eyes --faces``) scores those.
     """
-    from landmark.dms.signals import eye_aspect_ratio
-    from landmark.eyes.crop import eye_crop_matrix, warp_eye
-
     crops, labels, groups, paths = [], [], [], []
     for record in records:
         image = cv2.imread(str(record.image_path), cv2.IMREAD_COLOR)

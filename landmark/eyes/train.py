@@ -243,13 +243,9 @@ def train_eye_model(
     labels = np.concatenate([p.labels for p in parts]).astype(np.float32)
     # each source carries a fixed share of the loss, whatever its number of crops: the rendered eyes
     # rendered_share, the annotated faces' eyes faces_share, the real crops of cfg.data the rest
-    shares = []
+    shares = [cfg.faces_share] * (cfg.faces is not None) + [cfg.rendered_share] * bool(cfg.rendered_faces)
     if cfg.data is not None:
-        shares.append(1.0 - cfg.rendered_share * bool(cfg.rendered_faces) - cfg.faces_share * (cfg.faces is not None))
-    if cfg.faces is not None:
-        shares.append(cfg.faces_share)
-    if cfg.rendered_faces:
-        shares.append(cfg.rendered_share)
+        shares.insert(0, 1.0 - sum(shares))
     if len(parts) == 1:
         shares = [1.0]
     weights = np.concatenate([np.full(len(p), share / len(p)) for p, share in zip(parts, shares, strict=True)])
