@@ -18,7 +18,7 @@ from landmark.data.crop import crop_matrix, face_box_from_points, points_to_crop
 from landmark.errors import DataError, LandmarkError
 from landmark.inference.export import batchnorm_count, export_checkpoint, read_onnx_metadata
 from landmark.inference.metadata import config_hash
-from landmark.inference.quantize import export_int8
+from landmark.inference.quantize import export_int8, fp32_nodes
 from landmark.models.pfld import build_pfld, load_model_config
 
 TRAIN_CONFIG = {"data": {"crop_scale": 1.3, "format": "300w"}, "train": {"epochs": 1}}
@@ -218,6 +218,16 @@ def test_int8_stays_close_to_fp32(tmp_path: Path) -> None:
     assert summary["nme_fp32"] < 0.2  # predictions near the faces, so the comparison means something
     # Stated tolerance: INT8 changes the inter-ocular NME by at most 0.005 (half a percent).
     assert abs(summary["nme_change"]) <= 0.005
+
+    # The backbone's stem and first depthwise conv stay fp32 (faster there): in the QDQ graph their weights are
+    # plain float tensors, while every other conv reads its weights through a DequantizeLinear of int8 ones.
+    graph = onnx.load(str(tmp_path / "mean.int8.onnx")).graph
+    weights = {init.name: init for init in graph.initializer}
+    convs = [node for node in graph.node if node.op_type == "Conv"]
+    float_convs = [node.name for node in convs if node.input[1] in weights]
+    assert float_convs == fp32_nodes(onnx.load(str(fp32)))
+    assert [weights[node.input[1]].dims[1] for node in convs if node.name in float_convs] == [3, 1]  # stem, dw
+    assert len(convs) - len(float_convs) >= 10
 
 
 def test_benchmark_reports_every_backend_and_thread_count() -> None:
