@@ -187,6 +187,47 @@ def test_model_init_starts_from_a_checkpoint_with_a_fresh_schedule(synthetic_roo
         train(cfg, tmp_path / "bad", progress=False)
 
 
+def test_init_skip_and_trainable_retrain_only_a_resized_refiner(synthetic_root: Path, tmp_path: Path) -> None:
+    # The latency experiment of docs/results.md: the eye/mouth refiner at another patch size (its fc no longer
+    # fits) retrained on top of a frozen model, which must come out bit for bit as model.init left it.
+    source = tiny_config(synthetic_root, "model.config=../models/pfld_refine.yaml", "train.epochs=1")
+    train(source, tmp_path / "source", progress=False)
+    small = yaml.safe_load((CONFIG_DIR / "models" / "pfld_refine.yaml").read_text())
+    small["backbone"] = str(CONFIG_DIR / "models" / small["backbone"])
+    small["refine"]["patch_size"] = 16
+    (tmp_path / "p16.yaml").write_text(yaml.safe_dump(small))
+    init = f"model.init={tmp_path / 'source' / 'last.pt'}"
+    cfg = tiny_config(
+        synthetic_root,
+        f"model.config={tmp_path / 'p16.yaml'}",
+        init,
+        "model.init_skip=[refiner.fc]",
+        "train.trainable=[refiner]",
+        "train.epochs=1",
+    )
+    train(cfg, tmp_path / "p16", progress=False)
+    before = load_checkpoint(tmp_path / "source" / "last.pt")
+    before = before["ema"] if before.get("ema") is not None else before["model"]
+    after = load_checkpoint(tmp_path / "p16" / "last.pt")["model"]
+    frozen = [name for name in after if not name.startswith("refiner.")]
+    assert frozen and all(torch.equal(after[name], before[name]) for name in frozen)  # BatchNorm statistics too
+    assert after["refiner.fc.weight"].shape != before["refiner.fc.weight"].shape
+    assert not torch.equal(after["refiner.convs.0.0.weight"], before["refiner.convs.0.0.weight"])  # it learned
+
+    with pytest.raises(LandmarkError, match=r"last\.pt: model\.init weights do not fit model\.config"):
+        train(
+            tiny_config(synthetic_root, f"model.config={tmp_path / 'p16.yaml'}", init), tmp_path / "bad", progress=False
+        )
+    with pytest.raises(LandmarkError, match=r"model\.init_skip: 'refiner\.fcc' names no tensor of the model"):
+        train({**cfg, "model": {**cfg["model"], "init_skip": ["refiner.fcc"]}}, tmp_path / "bad", progress=False)
+    with pytest.raises(ConfigError, match=r"train\.trainable: 'refinr' is not a module of the model \(its modules: "):
+        train({**cfg, "train": {**cfg["train"], "trainable": ["refinr"]}}, tmp_path / "bad", progress=False)
+    with pytest.raises(ConfigError, match=r"train\.trainable: expected at least one module name, or null"):
+        tiny_config(synthetic_root, "train.trainable=[]")
+    with pytest.raises(ConfigError, match=r"model\.init_skip: expected a list of names, got \[1\]"):
+        tiny_config(synthetic_root, "model.init_skip=[1]")
+
+
 def test_eval_refuses_a_checkpoint_of_another_scheme(synthetic_root: Path, tmp_path: Path, synthetic_face) -> None:
     image, points = synthetic_face  # one 68-point face; write its 300-W .pts (1-based) beside it
     faces68 = image.parent

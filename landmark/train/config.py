@@ -36,6 +36,8 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
         "num_points": ((int, type(None)), None),
         "input_size": ((int, type(None)), None),
         "init": ((str, type(None)), None),
+        # parameter-name prefixes that model.init leaves fresh, e.g. [refiner.fc] for a refiner of another size
+        "init_skip": ((list,), []),
         "pretrained": ((str, type(None)), None),
         "pretrained_input": ((str,), "imagenet"),
     },
@@ -80,6 +82,9 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
         "seed": ((int,), 0),
         "device": ((str,), "auto"),
         "flip_test": ((bool,), False),
+        # the model's top-level modules that learn, e.g. [refiner] ("aux": the pose net); null: all of them.
+        # The others are frozen: no gradients, BatchNorm statistics kept.
+        "trainable": ((list, type(None)), None),
     },
 }
 FREE_SECTIONS = {"augment", "loss"}  # validated by their own modules
@@ -213,6 +218,12 @@ def _check_ranges(cfg: dict, where: str) -> None:
     for section, key in [("train", "seed"), ("data", "split_seed")]:
         if cfg[section][key] < 0:  # numpy's random generators refuse negative seeds
             raise ConfigError(f"{where}: {section}.{key}: expected an integer >= 0, got {cfg[section][key]}")
+    for section, key in [("model", "init_skip"), ("train", "trainable")]:
+        names = cfg[section][key]
+        if names is not None and not all(isinstance(name, str) and name for name in names):
+            raise ConfigError(f"{where}: {section}.{key}: expected a list of names, got {names!r}")
+    if cfg["train"]["trainable"] == []:
+        raise ConfigError(f"{where}: train.trainable: expected at least one module name, or null for all of them")
     _check_optimisation(cfg, where)
     ema = cfg["train"]["ema"]
     if ema is not None and not 0.0 < ema < 1.0:

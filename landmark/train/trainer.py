@@ -217,18 +217,66 @@ def load_run_checkpoint(path: str | Path, num_points: int, what: str) -> dict[st
     return state
 
 
-def load_initial_weights(model: PFLD, aux: nn.Module | None, path: str | Path, num_points: int) -> None:
+def load_initial_weights(
+    model: PFLD, aux: nn.Module | None, path: str | Path, num_points: int, skip: list[str] | None = None
+) -> None:
     """Start from a checkpoint's weights (its EMA weights when it kept them): fine-tuning, e.g. the default
     model on your own faces. The optimiser and schedule start afresh, unlike ``--resume``. A run folder
-    means its last.pt."""
+    means its last.pt. Tensors whose names start with an entry of ``skip`` (``model.init_skip``) keep their
+    fresh initialisation -- a part whose shape changed, such as a refiner with another patch size -- and every
+    other tensor must fit exactly."""
     state = load_run_checkpoint(path, num_points, "model.init")
     weights = state["ema"] if state.get("ema") is not None else state["model"]
+    skip = tuple(skip or ())
+    own = model.state_dict()
+    for prefix in skip:
+        if not any(name.startswith(prefix) for name in own):
+            raise LandmarkError(f"model.init_skip: '{prefix}' names no tensor of the model (e.g. refiner.fc, local)")
+    kept = {name: value for name, value in weights.items() if not name.startswith(skip)}
+    missing = sorted(name for name in own if not name.startswith(skip) and name not in kept)
+    unexpected = sorted(name for name in kept if name not in own)
+    if missing or unexpected:
+        problem = f"missing {missing[0]}" if missing else f"unexpected {unexpected[0]}"
+        raise LandmarkError(f"{path}: model.init weights do not fit model.config ({problem})")
     try:
-        model.load_state_dict(weights)
+        model.load_state_dict(kept, strict=not skip)
         if aux is not None and state.get("aux") is not None:
             aux.load_state_dict(state["aux"])
     except RuntimeError as err:
         raise LandmarkError(f"{path}: model.init weights do not fit model.config ({first_line(err)})") from None
+    if skip:
+        fresh = [name for name in own if name.startswith(skip)]
+        logger.info("model.init: %d tensors left fresh (%s)", len(fresh), ", ".join(skip))
+
+
+def freeze_modules(net: TrainingNet, trainable: list[str] | None) -> list[nn.Parameter]:
+    """``train.trainable``: freeze every top-level module of the model (and the pose net, "aux") not listed,
+    and return the parameters that still learn. A frozen module gets no gradients, and ``set_frozen_eval``
+    keeps its BatchNorm statistics: the rest of the network stays exactly as model.init left it."""
+    if trainable is None:
+        return list(net.parameters())
+    modules = dict(net.model.named_children())
+    if net.aux is not None:
+        modules["aux"] = net.aux
+    for name in trainable:
+        if name not in modules:
+            raise ConfigError(
+                f"train.trainable: '{name}' is not a module of the model (its modules: {', '.join(modules)})"
+            )
+    for name, module in modules.items():
+        module.requires_grad_(name in trainable)
+    return [param for param in net.parameters() if param.requires_grad]
+
+
+def set_frozen_eval(net: TrainingNet, trainable: list[str] | None) -> None:
+    """After ``net.train()``: put the frozen modules back in eval mode, so their BatchNorms neither use batch
+    statistics nor update their running ones."""
+    if trainable is None:
+        return
+    modules = dict(net.model.named_children()) | ({"aux": net.aux} if net.aux is not None else {})
+    for name, module in modules.items():
+        if name not in trainable:
+            module.eval()
 
 
 # Training crops that re-express a pretrained body's BatchNorms for faces (``recalibrate_batchnorm``).
@@ -479,12 +527,15 @@ def train(
     criterion = build_loss(cfg["loss"])
     aux = build_auxiliary(cfg["model_config"], model) if isinstance(criterion, PFLDLoss) else None
     if cfg["model"]["init"] is not None and resume is None:
-        load_initial_weights(model, aux, cfg["model"]["init"], cfg["model_config"]["num_points"])
+        load_initial_weights(
+            model, aux, cfg["model"]["init"], cfg["model_config"]["num_points"], cfg["model"]["init_skip"]
+        )
         logger.info("starting from the weights in %s", cfg["model"]["init"])
     if cfg["model"]["pretrained"] is not None and resume is None:
         start_from_pretrained(model, train_set, cfg["model"]["pretrained"], cfg["model"]["pretrained_input"])
     net = TrainingNet(model, aux).to(device)
-    optimizer = build_optimizer(list(net.parameters()), cfg["optim"])
+    trainable = cfg["train"]["trainable"]
+    optimizer = build_optimizer(freeze_modules(net, trainable), cfg["optim"])
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     ema = EMA(model, cfg["train"]["ema"]) if cfg["train"]["ema"] else None
     epochs = cfg["train"]["epochs"]
@@ -567,6 +618,7 @@ def train(
         for epoch in range(start_epoch, min(epochs, stop_after or epochs)):
             # ---- train one epoch ----
             net.train()
+            set_frozen_eval(net, trainable)
             loader = make_train_loader(train_set, cfg, world, epoch, n_extra)
             started, data_wait, losses = time.perf_counter(), 0.0, []
             bar = progress_bar(
