@@ -9,7 +9,7 @@ depthwise convolutions, whose channels have very different weight ranges.
 Two convolutions stay fp32: the backbone's first two (``fp32_nodes``), the 3-channel stem and the first
 depthwise convolution, both at the highest resolution (56x56 at 112). ONNX Runtime's integer kernels are slow
 at those shapes (few input channels; depthwise), while its fp32 NCHWc kernels are fast: profiled on the default
-model they took 18% of the INT8 graph's time, and keeping them fp32 makes the whole graph 9% faster at the same
+model they took 16% of the INT8 graph's time, and keeping them fp32 makes the whole graph 9% faster at the same
 accuracy. Keeping any other node fp32 was measured slower or no faster (docs/results.md, 2026-12-05).
 
 The accuracy cost is measured on the same crops: NME of fp32 and INT8 ONNX Runtime outputs against the

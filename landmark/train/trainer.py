@@ -249,15 +249,18 @@ def load_initial_weights(
         logger.info("model.init: %d tensors left fresh (%s)", len(fresh), ", ".join(skip))
 
 
+def trainable_parts(net: TrainingNet) -> dict[str, nn.Module]:
+    """What ``train.trainable`` can name: the model's top-level modules, and "aux" for the pose net."""
+    return dict(net.model.named_children()) | ({"aux": net.aux} if net.aux is not None else {})
+
+
 def freeze_modules(net: TrainingNet, trainable: list[str] | None) -> list[nn.Parameter]:
     """``train.trainable``: freeze every top-level module of the model (and the pose net, "aux") not listed,
     and return the parameters that still learn. A frozen module gets no gradients, and ``set_frozen_eval``
     keeps its BatchNorm statistics: the rest of the network stays exactly as model.init left it."""
     if trainable is None:
         return list(net.parameters())
-    modules = dict(net.model.named_children())
-    if net.aux is not None:
-        modules["aux"] = net.aux
+    modules = trainable_parts(net)
     for name in trainable:
         if name not in modules:
             raise ConfigError(
@@ -273,8 +276,7 @@ def set_frozen_eval(net: TrainingNet, trainable: list[str] | None) -> None:
     statistics nor update their running ones."""
     if trainable is None:
         return
-    modules = dict(net.model.named_children()) | ({"aux": net.aux} if net.aux is not None else {})
-    for name, module in modules.items():
+    for name, module in trainable_parts(net).items():
         if name not in trainable:
             module.eval()
 
@@ -318,6 +320,10 @@ def check_resume_config(state: dict[str, Any], cfg: dict, path: str | Path) -> N
         for key in sorted(saved_optim.keys() | cfg["optim"].keys())
         if saved_optim.get(key) != cfg["optim"].get(key)
     ]
+    # the optimiser state holds exactly the parameters that learn
+    saved_trainable = (state.get("train_config") or {}).get("train", {}).get("trainable")
+    if saved_trainable != cfg["train"]["trainable"]:
+        differing.append("train.trainable")
     if differing:
         raise LandmarkError(
             f"{path}: the run's checkpoint was made with a different model/optimizer config ({', '.join(differing)}); "
