@@ -16,7 +16,7 @@ from landmark.data.readers import FaceRecord
 from landmark.data.schemes import IBUG_68, WFLW_98
 from landmark.dms import DMSConfig, DriverMonitor
 from landmark.dms.config import load_dms_config
-from landmark.errors import ConfigError, DataError
+from landmark.errors import ConfigError, DataError, LandmarkError
 from landmark.eyes.crop import EYE_SIZE, WIDTH_SCALE, eye_crop_matrix, normalise_crops, warp_eye
 from landmark.eyes.data import face_eyes, face_group, load_eye_folder, split_mask
 from landmark.eyes.metrics import eye_state_scores, roc_auc
@@ -141,7 +141,7 @@ def test_train_eyes_adds_the_eyes_of_the_training_faces(tmp_path: Path, capsys) 
             name = f"Person{i}_0001_L.png" if label == "open" else f"closed_eye_{i:04d}.jpg_face_1_L.png"
             cv2.imwrite(str(tmp_path / "cew" / label / name), rng.integers(0, 255, (EYE_SIZE, EYE_SIZE), np.uint8))
     _write_300w_eye_faces(tmp_path / "faces", 4)  # 1 validation face (fraction 0.1), 3 training faces
-    out = tmp_path / "eye.onnx"
+    out = tmp_path / "new" / "eye.onnx"  # a folder that does not exist yet: created before training
     argv = ["train-eyes", "--data", str(tmp_path / "cew"), "--faces", str(tmp_path / "faces"), "--out", str(out)]
     assert main([*argv, "--rendered-faces", "0", "--epochs", "1", "--threads", "1", "--no-progress"]) == 0
     printed = capsys.readouterr().out
@@ -204,7 +204,7 @@ def test_eval_eyes_prints_the_table_and_writes_json(tmp_path: Path, capsys) -> N
 
 
 def test_shipped_eye_model_is_small_and_reads_its_metadata() -> None:
-    assert DEFAULT_EYE_MODEL.stat().st_size < 300_000  # 61 k float32 weights
+    assert DEFAULT_EYE_MODEL.stat().st_size < 500_000  # 111 k float32 weights
     model = EyeStateModel.from_path()
     assert (model.size, model.width_scale) == (EYE_SIZE, WIDTH_SCALE) and 0 < model.threshold < 1
     probs = model.predict_crops(np.full((3, EYE_SIZE, EYE_SIZE), 128, np.uint8))
@@ -245,7 +245,8 @@ def test_augmentation_is_deterministic_and_keeps_crops_grey_bytes() -> None:
 
 def test_weight_average_moves_towards_the_network_and_copies_batch_statistics() -> None:
     torch = pytest.importorskip("torch")
-    from landmark.eyes.train import EyeNet, _ema_update
+    from landmark.eyes.nets import EyeNet
+    from landmark.eyes.train import _ema_update
 
     torch.manual_seed(0)
     net, ema = EyeNet(), EyeNet()
@@ -254,6 +255,78 @@ def test_weight_average_moves_towards_the_network_and_copies_batch_statistics() 
     _ema_update(ema, net, 0.9)
     assert torch.allclose(ema.head[-1].weight, 0.9 * before + 0.1 * net.head[-1].weight)
     assert torch.equal(ema.features[0][1].running_mean, net.features[0][1].running_mean)
+
+
+def _imagenet_like_file(path: Path, torch, widen_pair: int | None = None) -> dict:
+    """A training checkpoint laid out like the ImageNet MobileNetV1 0.25 file (``module.stage1.N`` keys, an RGB
+    stem, deeper pairs and a classifier the eye network does not take); ``widen_pair`` makes one pair too wide."""
+    from landmark.eyes.nets import EyeMobileNet
+
+    torch.manual_seed(3)
+    state = {}
+    for key, value in EyeMobileNet().features.state_dict().items():
+        if key.endswith("num_batches_tracked"):
+            continue
+        index, rest = key.split(".", 1)
+        value = torch.randn(value.shape) if value.dim() else value
+        if key == "0.0.weight":
+            value = torch.randn(8, 3, 3, 3)
+        if widen_pair is not None and int(index) == widen_pair and rest == "3.weight":
+            value = torch.randn(value.shape[0] * 2, *value.shape[1:])
+        state[f"module.stage1.{index}.{rest}"] = value
+    state["module.stage2.0.0.weight"] = torch.randn(128, 1, 3, 3)  # deeper layers: left out
+    state["module.fc.weight"] = torch.randn(1000, 256)
+    torch.save({"state_dict": state, "epoch": 24}, path)
+    return state
+
+
+def test_eye_mobilenet_starts_from_an_imagenet_body_by_tensor_order(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    from landmark.eyes.nets import EyeMobileNet, load_imagenet_body
+
+    state = _imagenet_like_file(tmp_path / "body.pth.tar", torch)
+    net = EyeMobileNet()
+    assert load_imagenet_body(net, tmp_path / "body.pth.tar") == 75  # stem + 7 pairs, 5 tensors per conv
+    loaded = net.features.state_dict()
+    assert torch.allclose(loaded["0.0.weight"], state["module.stage1.0.0.weight"].sum(1, keepdim=True))
+    assert torch.equal(loaded["7.3.weight"], state["module.stage1.7.3.weight"])
+    assert torch.equal(loaded["7.4.running_var"], state["module.stage1.7.4.running_var"])
+    assert net(torch.zeros(2, 1, EYE_SIZE, EYE_SIZE)).shape == (2,)
+
+
+def test_an_imagenet_file_that_does_not_fit_names_the_first_tensor(tmp_path: Path, capsys) -> None:
+    torch = pytest.importorskip("torch")
+    from landmark.eyes.nets import EyeMobileNet, load_imagenet_body
+
+    _imagenet_like_file(tmp_path / "wide.pth", torch, widen_pair=2)
+    net = EyeMobileNet()
+    before = net.features.state_dict()["0.0.weight"].clone()
+    with pytest.raises(LandmarkError, match=r"tensor 20 stage1.2.3.weight \(64, 16, 1, 1\) does not fit"):
+        load_imagenet_body(net, tmp_path / "wide.pth")
+    assert torch.equal(net.features.state_dict()["0.0.weight"], before)  # nothing changed
+    out = str(tmp_path / "eye.onnx")
+    line = _error_line(
+        capsys, ["train-eyes", "--rendered-faces", "5", "--pretrained", str(tmp_path / "no.pth"), "--out", out]
+    )
+    assert line.endswith("no.pth: --pretrained: file not found")
+    line = _error_line(
+        capsys, ["train-eyes", "--arch", "small", "--pretrained", str(tmp_path / "wide.pth"), "--out", out]
+    )
+    assert line.endswith("only --arch mobilenet starts from ImageNet weights")
+
+
+def test_the_shared_imagenet_body_fits_the_eye_network() -> None:
+    torch = pytest.importorskip("torch")
+    from landmark.eyes.nets import EyeMobileNet, load_imagenet_body
+
+    path = shared_data_root().parent / "pretrained" / "mobilenet_v1_0.25_imagenet_relu.pth.tar"
+    if not path.is_file():
+        pytest.skip(f"ImageNet MobileNetV1 0.25 weights not found at {path}")
+    net = EyeMobileNet()
+    assert load_imagenet_body(net, path) == 75
+    source = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    stem = source["module.stage1.0.0.weight"].sum(1, keepdim=True)
+    assert torch.allclose(net.features[0][0].weight, stem)
 
 
 @pytest.fixture
@@ -265,13 +338,13 @@ def cew() -> Path:
 
 
 def test_shipped_eye_model_on_real_eyes_it_never_trained_on(cew: Path, tmp_path: Path) -> None:
-    """The validation faces of the by-face split. Guards what the shipped model reaches (96.6%, AUC 0.993;
-    docs/eye-state.md); issue 20's target is accuracy >= 97% with AUC >= 0.99, and the accuracy falls short."""
+    """The validation faces of the by-face split: issue 20's target, accuracy >= 97% with AUC >= 0.99 (the
+    shipped model: 97.1%, AUC 0.995; docs/eye-state.md)."""
     out = tmp_path / "val.json"
     assert main(["eval-eyes", "--data", str(cew), "--split", "val", "--json", str(out)]) == 0
     report = json.loads(out.read_text())
     assert report["n"] > 600
-    assert report["accuracy"] >= 0.96 and report["auc"] >= 0.99
+    assert report["accuracy"] >= 0.97 and report["auc"] >= 0.99
 
 
 # --- fusion in the driver monitor --------------------------------------------------------------------------

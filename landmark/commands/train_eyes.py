@@ -3,7 +3,8 @@
 The real crops come from a CEW-layout folder (open/, closed/); only the training part of its by-face split is
 trained on, and the scores on the validation part (other faces) are printed and written beside the model.
 Deterministic for a given --seed. The shipped ``landmark/weights/eye_state.onnx`` is
-``landmark train-eyes --data ../shared/data/cew_eyes --out landmark/weights/eye_state.onnx``.
+``landmark train-eyes --data ../shared/data/cew_eyes --pretrained
+../shared/pretrained/mobilenet_v1_0.25_imagenet_relu.pth.tar --out landmark/weights/eye_state.onnx``.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ import argparse
 import json
 from pathlib import Path
 
-from landmark.commands import non_negative_int, positive_int
+from landmark.commands import non_negative_int, positive_float, positive_int
 from landmark.errors import LandmarkError
-from landmark.files import check_writable
+from landmark.files import check_writable, make_folder, write_atomic
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -35,9 +36,27 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=1500,
         help="synthetic faces whose eyes are added (default 1500; 0 = none)",
     )
+    parser.add_argument(
+        "--arch",
+        choices=("mobilenet", "small"),
+        default="mobilenet",
+        help="eye network: MobileNetV1 0.25's first layers (default; give --pretrained) or three plain conv blocks",
+    )
+    parser.add_argument(
+        "--pretrained",
+        type=Path,
+        help="ImageNet MobileNetV1 0.25 weights to start --arch mobilenet from "
+        "(../shared/pretrained/mobilenet_v1_0.25_imagenet_relu.pth.tar); without it the network starts from scratch",
+    )
     parser.add_argument("--epochs", type=positive_int, default=30, help="epochs (default 30)")
+    parser.add_argument("--lr", type=positive_float, default=0.001, help="peak learning rate (default 0.001)")
     parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of everything random (default 0)")
-    parser.add_argument("--threads", type=positive_int, default=2, help="torch threads (default 2)")
+    parser.add_argument(
+        "--threads",
+        type=positive_int,
+        default=1,
+        help="torch threads (default 1; the result depends on it, the shipped model used 1)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(run=run)
 
@@ -51,12 +70,18 @@ def run(args: argparse.Namespace) -> int:
         raise LandmarkError("nothing to train on: give --data or --rendered-faces > 0")
     if args.faces is not None and not args.faces.is_dir():
         raise LandmarkError(f"--faces {args.faces}: folder not found (expected 300-W faces: NAME.jpg + NAME.pts)")
+    if args.pretrained is not None and args.arch != "mobilenet":
+        raise LandmarkError(f"--pretrained {args.pretrained}: only --arch mobilenet starts from ImageNet weights")
     check_writable(args.out, "--out")
+    make_folder(args.out.parent, "--out")  # now, not after minutes of training
     cfg = EyeTrainConfig(
+        arch=args.arch,
+        pretrained=args.pretrained,
         data=args.data,
         faces=args.faces,
         rendered_faces=args.rendered_faces,
         epochs=args.epochs,
+        lr=args.lr,
         seed=args.seed,
         threads=args.threads,
     )
@@ -64,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     export_eye_model(net, args.out, report["threshold"])
     report_path = args.out.with_suffix(".json")
     summary = {"config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(cfg).items()}, **report}
-    report_path.write_text(json.dumps(summary, indent=2) + "\n")
+    write_atomic(report_path, json.dumps(summary, indent=2) + "\n")
     last = report["history"][-1]
     print(f"epoch {last['epoch']}: training loss {last['loss']:.4f}")
     if "val" in report:

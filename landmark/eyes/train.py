@@ -29,10 +29,12 @@ from tqdm import tqdm
 
 from landmark.data.schemes import scheme_for
 from landmark.data.synthetic import render_face_image
+from landmark.errors import LandmarkError
 from landmark.eyes.crop import EYE_SIZE, WIDTH_SCALE, eye_crop_matrix, normalise_crops, warp_eye
 from landmark.eyes.data import EyeSet, face_eyes, load_eye_folder
 from landmark.eyes.metrics import eye_state_scores
 from landmark.eyes.model import INPUT_NAME, KIND, OUTPUT_NAME
+from landmark.eyes.nets import EyeMobileNet, build_eye_net, load_imagenet_body
 
 logger = logging.getLogger(__name__)
 
@@ -50,45 +52,20 @@ class EyeTrainConfig:
     weight_decay: float = 1e-4
     seed: int = 0
     threshold: float = 0.5
-    threads: int = 2
+    threads: int = 1  # the result depends on it (summation order): the shipped model used 1
     rendered_share: float = 0.3  # share of the loss that the rendered eyes carry (the real crops the rest)
     # a 300-W folder: the eyes of the TRAINING faces of its split (the landmark model's split: fraction, seed)
     faces: Path | None = None
     faces_share: float = 0.2  # share of the loss they carry, taken from the real crops' share
     faces_val_fraction: float = 0.1
     faces_split_seed: int = 0
-    widths: tuple[int, int, int] = (16, 32, 64)  # channels of the three convolutions
+    arch: str = "mobilenet"  # landmark.eyes.nets: "mobilenet" (EyeMobileNet) or "small" (EyeNet)
+    pretrained: Path | None = None  # "mobilenet": the ImageNet MobileNetV1 0.25 file to start from
+    widths: tuple[int, int, int] = (16, 32, 64)  # "small": channels of the three convolutions
     # Tried, not shipped (docs/eye-state.md): label_smoothing 0.1, ema_decay 0.995, photometric "strong".
     label_smoothing: float = 0.0  # targets 0/1 -> s/2, 1 - s/2
     ema_decay: float = 0.0  # > 0: the exported weights are an exponential moving average over the steps
     photometric: str = "basic"  # "strong": also contrast, brightness, JPEG, wider gamma, more blur and noise
-
-
-class EyeNet(nn.Module):
-    """Three 3x3 convolutions (``widths``: 16, 32 and 64 channels by default), each followed by 2x2 max
-    pooling (24 -> 12 -> 6 -> 3 px), and a 64-unit hidden layer on the flattened 3x3 map (where the lids are
-    matters, so it is not pooled away): with the default widths 61 k parameters, 0.8 M multiply-adds an eye."""
-
-    def __init__(self, widths: tuple[int, int, int] = (16, 32, 64)) -> None:
-        super().__init__()
-        c1, c2, c3 = widths
-
-        def block(cin: int, cout: int) -> nn.Sequential:
-            return nn.Sequential(
-                nn.Conv2d(cin, cout, 3, padding=1, bias=False),
-                nn.BatchNorm2d(cout),
-                nn.ReLU(inplace=True),
-                nn.MaxPool2d(2),
-            )
-
-        self.features = nn.Sequential(block(1, c1), block(c1, c2), block(c2, c3))
-        self.head = nn.Sequential(
-            nn.Flatten(), nn.Dropout(0.2), nn.Linear(c3 * 3 * 3, 64), nn.ReLU(inplace=True), nn.Linear(64, 1)
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, 1, 24, 24) normalised crops -> (N,) logits of 'closed'."""
-        return self.head(self.features(x)).squeeze(1)
 
 
 class _WithSigmoid(nn.Module):
@@ -218,6 +195,13 @@ def train_eye_model(
     torch.set_num_threads(cfg.threads)
     torch.use_deterministic_algorithms(True)
     rng = np.random.default_rng(cfg.seed)
+    net = build_eye_net(cfg.arch, cfg.widths)
+    if cfg.pretrained is not None:
+        if not isinstance(net, EyeMobileNet):
+            raise LandmarkError(f"pretrained {cfg.pretrained}: only the 'mobilenet' eye network starts from ImageNet")
+        say(f"eye network: {cfg.arch}, {load_imagenet_body(net, cfg.pretrained)} tensors from {cfg.pretrained}")
+    else:
+        say(f"eye network: {cfg.arch}, from scratch")
 
     parts = []
     val: EyeSet | None = None
@@ -251,7 +235,6 @@ def train_eye_model(
     weights = np.concatenate([np.full(len(p), share / len(p)) for p, share in zip(parts, shares, strict=True)])
     weights = (weights * len(weights) / weights.sum()).astype(np.float32)
 
-    net = EyeNet(cfg.widths)
     ema = copy.deepcopy(net).eval() if cfg.ema_decay > 0 else None
     lo, hi = cfg.label_smoothing / 2, 1 - cfg.label_smoothing / 2
     optimizer = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
