@@ -156,8 +156,11 @@ def export_model(
 
 
 def export_checkpoint(checkpoint_path: str | Path, out_path: str | Path, opset: int = DEFAULT_OPSET) -> dict[str, Any]:
-    """``landmark export`` without INT8: a ``.pt`` checkpoint -> an ONNX file with metadata."""
+    """``landmark export`` without INT8: a ``.pt`` checkpoint -> an ONNX file with metadata. Dead backbone
+    channels are removed first (``landmark.models.prune``: fewer channels, the same function)."""
     from landmark.checkpoint import load_model
+    from landmark.models.prune import remove_dead_channels
 
     model, scheme, state = load_model(checkpoint_path)
+    remove_dead_channels(model)
     return export_model(model, scheme, out_path, crop_scale_of(state), state.get("train_config"), opset)
