@@ -49,21 +49,21 @@ class PretrainedLoad:
     available: int
 
 
-def read_state_dict(path: str | Path, key: str = "model.pretrained") -> list[tuple[str, torch.Tensor]]:
+def read_state_dict(path: str | Path, setting: str = "model.pretrained") -> list[tuple[str, torch.Tensor]]:
     """The body tensors of a pretrained file, in file order: a plain state dict or a training checkpoint
     holding one under ``state_dict`` (``module.`` prefixes from DataParallel removed); no classifier, no
-    BatchNorm step counters. Errors name the file and ``key``, the setting that gave it."""
+    BatchNorm step counters. Errors name the file and ``setting``, the option that gave it."""
     path = Path(path)
     if not path.is_file():
-        raise LandmarkError(f"{path}: {key}: file not found")
+        raise LandmarkError(f"{path}: {setting}: file not found")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # a truncated file, a pickle with code in it, not a torch file at all
-        raise LandmarkError(f"{path}: {key}: not a readable PyTorch weights file ({first_line(err)})") from None
+        raise LandmarkError(f"{path}: {setting}: not a readable PyTorch weights file ({first_line(err)})") from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise LandmarkError(f"{path}: {key}: expected a state dict of tensors (or a checkpoint with one)")
+        raise LandmarkError(f"{path}: {setting}: expected a state dict of tensors (or a checkpoint with one)")
     tensors = []
     for key, value in state.items():
         key = key.removeprefix("module.")

@@ -106,7 +106,7 @@ def remove_dead_channels(model: nn.Module, multiple: int = CHANNEL_MULTIPLE) -> 
         _keep_channels(dw_conv, dw_bn, keep)
         _keep_channels(*producer, keep)
         if samples_map:
-            per_channel = local.features // len(gone)  # grid x grid samples of each channel, channel-major
+            per_channel = local.features // gone.numel()  # grid x grid samples of each channel, channel-major
             columns = (keep[:, None] * per_channel + torch.arange(per_channel)).reshape(-1)
             local.weight = nn.Parameter(local.weight.detach()[:, columns].clone())
             local.features = local.readout_features = len(columns)
