@@ -200,6 +200,8 @@ def train_eye_model(
         if not isinstance(net, EyeMobileNet):
             raise LandmarkError(f"pretrained {cfg.pretrained}: only the 'mobilenet' eye network starts from ImageNet")
         say(f"eye network: {cfg.arch}, {load_imagenet_body(net, cfg.pretrained)} tensors from {cfg.pretrained}")
+    elif cfg.arch == "mobilenet":
+        say("eye network: mobilenet, from scratch (from ImageNet weights, --pretrained, it scores 1.3-1.7 points more)")
     else:
         say(f"eye network: {cfg.arch}, from scratch")
 
