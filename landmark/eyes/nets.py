@@ -100,24 +100,18 @@ def load_imagenet_body(net: EyeMobileNet, path: str | Path) -> int:
     first that does not fit is named in a one-line ``LandmarkError`` and nothing is changed. The first conv's
     three colour filters are summed, which is what the RGB network computes on a grey image.
     """
-    from landmark.models.pretrained import read_state_dict
+    from landmark.models.pretrained import match_by_position, read_state_dict
+
+    def grey_stem(index: int, tensor: torch.Tensor) -> torch.Tensor:
+        rgb_stem = index == 0 and tensor.dim() == 4 and tensor.shape[1] == 3
+        return tensor.sum(1, keepdim=True) if rgb_stem else tensor  # RGB filters -> one grey filter
 
     source = read_state_dict(path, "--pretrained")
-    target = [(k, v) for k, v in net.features.state_dict().items() if not k.endswith("num_batches_tracked")]
-    if len(source) < len(target):
-        raise LandmarkError(
-            f"{path}: --pretrained: holds {len(source)} body tensors, the eye network needs {len(target)} "
-            "(expected MobileNetV1 0.25)"
-        )
-    weights = {}
-    for index, ((t_key, t_value), (s_key, s_value)) in enumerate(zip(target, source, strict=False)):
-        if index == 0 and s_value.dim() == 4 and s_value.shape[1] == 3:
-            s_value = s_value.sum(1, keepdim=True)  # RGB filters -> one grey filter
-        if tuple(t_value.shape) != tuple(s_value.shape):
-            raise LandmarkError(
-                f"{path}: --pretrained: tensor {index} {s_key} {tuple(s_value.shape)} does not fit the eye network's "
-                f"features.{t_key} {tuple(t_value.shape)} (expected MobileNetV1 0.25)"
-            )
-        weights[t_key] = s_value.detach().clone().to(t_value.dtype)
-    net.features.load_state_dict(weights, strict=False)  # all but the BatchNorm step counters
+    target = [
+        (k, v)
+        for k, v in net.state_dict().items()
+        if k.startswith("features.") and not k.endswith("num_batches_tracked")
+    ]
+    weights = match_by_position(source, target, f"{path}: --pretrained", "the eye network", grey_stem)
+    net.load_state_dict(weights, strict=False)  # the features but their BatchNorm step counters
     return len(weights)

@@ -22,6 +22,7 @@ would normalise away the scale of the pretrained features at the first step.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,6 +90,34 @@ def fold_input_scaling(weight: torch.Tensor, scaling: str) -> tuple[torch.Tensor
     return weight.flip(1), offset  # RGB -> BGR
 
 
+def match_by_position(
+    source: list[tuple[str, torch.Tensor]],
+    target: list[tuple[str, torch.Tensor]],
+    where: str,
+    network: str,
+    adapt: Callable[[int, torch.Tensor], torch.Tensor] | None = None,
+) -> dict[str, torch.Tensor]:
+    """The first ``len(target)`` source tensors (``read_state_dict``), keyed by the target's names, each checked
+    against its target's shape; ``adapt(index, tensor)`` may convert a source tensor first. Too few tensors, or
+    the first that does not fit, is one ``LandmarkError`` line starting with ``where`` and naming ``network``."""
+    if len(source) < len(target):
+        raise LandmarkError(
+            f"{where}: holds {len(source)} body tensors, {network} needs {len(target)} "
+            f"(the first without a source: {target[len(source)][0]})"
+        )
+    weights = {}
+    for index, ((t_key, t_value), (s_key, s_value)) in enumerate(zip(target, source, strict=False)):
+        if adapt is not None:
+            s_value = adapt(index, s_value)
+        if tuple(t_value.shape) != tuple(s_value.shape):
+            raise LandmarkError(
+                f"{where}: tensor {index} {s_key} {tuple(s_value.shape)} does not fit {network}'s {t_key} "
+                f"{tuple(t_value.shape)}: a different architecture, width or layer order"
+            )
+        weights[t_key] = s_value.detach().clone().to(t_value.dtype)
+    return weights
+
+
 def load_pretrained(backbone: nn.Module, path: str | Path, scaling: str = "imagenet") -> PretrainedLoad:
     """Copy an ImageNet body into ``backbone`` (a ``landmark.models.backbone.Backbone``) by tensor order.
 
@@ -98,19 +127,7 @@ def load_pretrained(backbone: nn.Module, path: str | Path, scaling: str = "image
     """
     source = read_state_dict(path)
     target = [(k, v) for k, v in backbone.state_dict().items() if not k.endswith("num_batches_tracked")]
-    if len(source) < len(target):
-        raise LandmarkError(
-            f"{path}: model.pretrained: holds {len(source)} body tensors, the backbone needs {len(target)} "
-            f"(the first without a source: {target[len(source)][0]})"
-        )
-    pairs = list(zip(target, source[: len(target)], strict=True))
-    for index, ((t_key, t_value), (s_key, s_value)) in enumerate(pairs):
-        if tuple(t_value.shape) != tuple(s_value.shape):
-            raise LandmarkError(
-                f"{path}: model.pretrained: tensor {index} {s_key} {tuple(s_value.shape)} does not fit the "
-                f"backbone's {t_key} {tuple(t_value.shape)}: a different architecture, width or layer order"
-            )
-    weights = {t_key: s_value.detach().clone().to(t_value.dtype) for (t_key, t_value), (_, s_value) in pairs}
+    weights = match_by_position(source, target, f"{path}: model.pretrained", "the backbone")
     first_conv, first_bn_mean = target[0][0], target[3][0]  # conv weight, then BN weight, bias, running mean
     if not first_bn_mean.endswith("running_mean"):
         raise LandmarkError(f"{path}: model.pretrained: the backbone's first conv is not followed by a BatchNorm")

@@ -47,21 +47,23 @@ def _producer(layer: nn.Module) -> tuple[nn.Conv2d, nn.BatchNorm2d] | None:
     return _conv_bn(layer)
 
 
-def _keep_channels(conv: nn.Conv2d, bn: nn.BatchNorm2d, keep: torch.Tensor, outputs: bool = True) -> None:
-    """Keep only channels ``keep`` of a conv's outputs (and its BatchNorm), or of its inputs (``outputs=False``)."""
-    if outputs:
-        conv.weight = nn.Parameter(conv.weight.detach()[keep].clone())
-        conv.out_channels = len(keep)
-        if conv.groups > 1:  # depthwise: one input channel per output channel
-            conv.in_channels = conv.groups = len(keep)
-        bn.weight = nn.Parameter(bn.weight.detach()[keep].clone())
-        bn.bias = nn.Parameter(bn.bias.detach()[keep].clone())
-        bn.running_mean = bn.running_mean[keep].clone()
-        bn.running_var = bn.running_var[keep].clone()
-        bn.num_features = len(keep)
-    else:
-        conv.weight = nn.Parameter(conv.weight.detach()[:, keep].clone())
-        conv.in_channels = len(keep)
+def _keep_outputs(conv: nn.Conv2d, bn: nn.BatchNorm2d, keep: torch.Tensor) -> None:
+    """Keep only output channels ``keep`` of a conv and its BatchNorm."""
+    conv.weight = nn.Parameter(conv.weight.detach()[keep].clone())
+    conv.out_channels = len(keep)
+    if conv.groups > 1:  # depthwise: one input channel per output channel
+        conv.in_channels = conv.groups = len(keep)
+    bn.weight = nn.Parameter(bn.weight.detach()[keep].clone())
+    bn.bias = nn.Parameter(bn.bias.detach()[keep].clone())
+    bn.running_mean = bn.running_mean[keep].clone()
+    bn.running_var = bn.running_var[keep].clone()
+    bn.num_features = len(keep)
+
+
+def _keep_inputs(conv: nn.Conv2d, keep: torch.Tensor) -> None:
+    """Keep only input channels ``keep`` of a (pointwise) conv."""
+    conv.weight = nn.Parameter(conv.weight.detach()[:, keep].clone())
+    conv.in_channels = len(keep)
 
 
 def _channels_to_remove(dead: torch.Tensor, multiple: int) -> torch.Tensor:
@@ -102,9 +104,9 @@ def remove_dead_channels(model: nn.Module, multiple: int = CHANNEL_MULTIPLE) -> 
         constant = consumer[0][2](dw_bn.bias.detach()[gone].clone())
         pw_conv, pw_bn = pointwise
         pw_bn.running_mean -= (pw_conv.weight[:, gone, 0, 0] * constant).sum(1)
-        _keep_channels(pw_conv, pw_bn, keep, outputs=False)
-        _keep_channels(dw_conv, dw_bn, keep)
-        _keep_channels(*producer, keep)
+        _keep_inputs(pw_conv, keep)
+        _keep_outputs(dw_conv, dw_bn, keep)
+        _keep_outputs(*producer, keep)
         if samples_map:
             per_channel = local.features // gone.numel()  # grid x grid samples of each channel, channel-major
             columns = (keep[:, None] * per_channel + torch.arange(per_channel)).reshape(-1)
