@@ -3,7 +3,7 @@
 The real crops come from a CEW-layout folder (open/, closed/); only the training part of its by-face split is
 trained on, and the scores on the validation part (other faces) are printed and written beside the model.
 Deterministic for a given --seed. The shipped ``landmark/weights/eye_state.onnx`` is
-``landmark train-eyes --data ../shared/data/cew_eyes --pretrained
+``landmark train-eyes --data ../shared/data/cew_eyes --faces ../shared/data/faces300w/train --pretrained
 ../shared/pretrained/mobilenet_v1_0.25_imagenet_relu.pth.tar --out landmark/weights/eye_state.onnx``.
 """
 
@@ -27,8 +27,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--faces",
         type=Path,
-        help="a 300-W folder (NAME.jpg + NAME.pts): the eyes of its training faces (val fraction 0.1, seed 0, "
-        "the landmark model's split) are added, labelled by their annotated eye aspect ratio",
+        help="a 300-W folder (NAME.jpg + NAME.pts): the narrow open eyes of its training faces (val fraction 0.1, "
+        "seed 0, the landmark model's split; annotated eye aspect ratio 0.12-0.18: looking down, smiling, "
+        "squinting) are added as open eyes",
+    )
+    parser.add_argument(
+        "--faces-share",
+        type=positive_float,
+        default=0.05,
+        help="with --faces: the share of the loss those eyes carry (default 0.05)",
     )
     parser.add_argument(
         "--rendered-faces",
@@ -70,6 +77,11 @@ def run(args: argparse.Namespace) -> int:
         raise LandmarkError("nothing to train on: give --data or --rendered-faces > 0")
     if args.faces is not None and not args.faces.is_dir():
         raise LandmarkError(f"--faces {args.faces}: folder not found (expected 300-W faces: NAME.jpg + NAME.pts)")
+    if args.faces is not None and args.faces_share + EyeTrainConfig.rendered_share >= 1.0:
+        raise LandmarkError(
+            f"--faces-share {args.faces_share:g}: must be below {1.0 - EyeTrainConfig.rendered_share:g} "
+            f"(the rendered eyes carry {EyeTrainConfig.rendered_share:g} of the loss, the real crops the rest)"
+        )
     if args.pretrained is not None and args.arch != "mobilenet":
         raise LandmarkError(f"--pretrained {args.pretrained}: only --arch mobilenet starts from ImageNet weights")
     check_writable(args.out, "--out")
@@ -79,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
         pretrained=args.pretrained,
         data=args.data,
         faces=args.faces,
+        faces_share=args.faces_share,
         rendered_faces=args.rendered_faces,
         epochs=args.epochs,
         lr=args.lr,

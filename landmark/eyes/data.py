@@ -8,6 +8,7 @@ is validated on faces it never saw. Reading needs only OpenCV and NumPy (``landm
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,17 +129,23 @@ def load_eye_folder(root: str | Path, split: str = "all", size: int = EYE_SIZE, 
 
 FACE_OPEN_EAR = 0.18  # an annotated eye with EAR >= this is open ...
 FACE_CLOSED_EAR = 0.06  # ... <= this closed; the squints and half-shut lids in between are left out
+# The eye-state model's training takes only the NARROW open eyes (train.EyeTrainConfig.faces_open_ears): lids
+# lowered by a downward gaze, a smile or a squint, still open by the PERCLOS P80 rule (at EAR 0.12 an eye with
+# an open EAR of 0.28 is about 64% closed, under the 80% that counts as closed), which LFW's portraits lack.
+NARROW_OPEN_EARS = (0.12, FACE_OPEN_EAR)
 
 
 def face_eyes(
     records: list[FaceRecord],
     scheme: Scheme,
     size: int = EYE_SIZE,
-    open_ear: float = FACE_OPEN_EAR,
-    closed_ear: float = FACE_CLOSED_EAR,
+    open_ears: tuple[float, float] = (FACE_OPEN_EAR, math.inf),
+    closed_ear: float | None = FACE_CLOSED_EAR,
 ) -> EyeSet:
     """Both eyes of annotated face photos (``FaceRecord``s), cropped from their annotated points exactly as the
-    runtime crops predicted ones, labelled by the annotated eye aspect ratio.
+    runtime crops predicted ones, labelled by the annotated eye aspect ratio: open when it lies in
+    ``open_ears`` (low inclusive, high exclusive), closed when it is at most ``closed_ear`` (None: no closed
+    crops), left out otherwise.
 
     300-W photos are mostly open eyes seen from every angle -- looking down, behind glasses, in shadow -- the
     open eyes that LFW's frontal portraits (CEW's open class) lack; the few shut lids in them are closed
@@ -153,10 +160,12 @@ def face_eyes(
         points = np.asarray(record.points, dtype=np.float64)
         for eye in (scheme.left_eye, scheme.right_eye):
             ear = eye_aspect_ratio(points, eye)
-            if closed_ear < ear < open_ear:
+            is_open = open_ears[0] <= ear < open_ears[1]
+            is_closed = closed_ear is not None and ear <= closed_ear
+            if not (is_open or is_closed):
                 continue
             crops.append(warp_eye(image, eye_crop_matrix(points, eye, size), size))
-            labels.append(int(ear <= closed_ear))
+            labels.append(int(is_closed))
             groups.append(f"faces/{Path(record.image_path).stem}")
             paths.append(Path(record.image_path))
     if not crops:

@@ -4,8 +4,8 @@ Both read a (N, 1, 24, 24) standardised grey eye crop and return the logit of "c
 
 * ``EyeMobileNet`` (the default): the first layers of MobileNetV1 at width 0.25, so it can start from that
   network's ImageNet weights (``load_imagenet_body``). With 3,134 real training crops, features learnt on
-  ImageNet are what tells a lid from a shadow or a lash: from ImageNet (lr 0.001) it scored 97.1-97.5% on the
-  validation faces over three seeds, the same network from scratch 95.5-95.7% (docs/eye-state.md).
+  ImageNet are what tells a lid from a shadow or a lash: from ImageNet (lr 0.001, CEW and rendered eyes) it scored
+  97.1-97.5% on the validation faces over three seeds, the same network from scratch 95.5-95.7% (docs/eye-state.md).
 * ``EyeNet``: three plain conv blocks, the earlier default (96.3-96.6% over two seeds).
 """
 

@@ -31,7 +31,7 @@ from landmark.data.schemes import scheme_for
 from landmark.data.synthetic import render_face_image
 from landmark.errors import LandmarkError
 from landmark.eyes.crop import EYE_SIZE, WIDTH_SCALE, eye_crop_matrix, normalise_crops, warp_eye
-from landmark.eyes.data import EyeSet, face_eyes, load_eye_folder
+from landmark.eyes.data import NARROW_OPEN_EARS, EyeSet, face_eyes, load_eye_folder
 from landmark.eyes.metrics import eye_state_scores
 from landmark.eyes.model import INPUT_NAME, KIND, OUTPUT_NAME
 from landmark.eyes.nets import EyeMobileNet, build_eye_net, load_imagenet_body
@@ -54,9 +54,13 @@ class EyeTrainConfig:
     threshold: float = 0.5
     threads: int = 1  # the result depends on it (summation order): the shipped model used 1
     rendered_share: float = 0.3  # share of the loss that the rendered eyes carry (the real crops the rest)
-    # a 300-W folder: the eyes of the TRAINING faces of its split (the landmark model's split: fraction, seed)
+    # a 300-W folder: the eyes of the TRAINING faces of its split (the landmark model's split: fraction, seed),
+    # by default only the narrow open ones (annotated EAR 0.12-0.18: downcast, smiling, squinting; no closed
+    # ones), which keep such open eyes open (docs/eye-state.md); (0.18, inf) with closed_ear 0.06 takes all
     faces: Path | None = None
-    faces_share: float = 0.2  # share of the loss they carry, taken from the real crops' share
+    faces_share: float = 0.05  # share of the loss they carry, taken from the real crops' share
+    faces_open_ears: tuple[float, float] = NARROW_OPEN_EARS
+    faces_closed_ear: float | None = None
     faces_val_fraction: float = 0.1
     faces_split_seed: int = 0
     arch: str = "mobilenet"  # landmark.eyes.nets: "mobilenet" (EyeMobileNet) or "small" (EyeNet)
@@ -104,13 +108,14 @@ def render_eyes(n_faces: int, seed: int, progress: bool = True) -> EyeSet:
     return EyeSet(np.stack(crops), np.array(labels, dtype=np.int64), groups, [Path(g) for g in groups])
 
 
-def annotated_face_eyes(folder: Path, val_fraction: float, split_seed: int) -> EyeSet:
-    """The eyes of the training faces of a 300-W folder's split (``landmark.eyes.data.face_eyes``); the
-    validation faces stay out, so ``landmark eval-eyes --faces`` still scores faces the model never saw."""
+def annotated_face_eyes(cfg: EyeTrainConfig) -> EyeSet:
+    """The eyes of the training faces of ``cfg.faces``'s split (``landmark.eyes.data.face_eyes``) in the
+    config's EAR ranges; the validation faces stay out, so ``landmark eval-eyes --faces`` still scores faces
+    the model never saw."""
     from landmark.data.readers import read_300w, split_records
 
-    train_faces, _ = split_records(read_300w(folder), val_fraction, split_seed)
-    return face_eyes(train_faces, scheme_for(68))
+    train_faces, _ = split_records(read_300w(cfg.faces), cfg.faces_val_fraction, cfg.faces_split_seed)
+    return face_eyes(train_faces, scheme_for(68), open_ears=cfg.faces_open_ears, closed_ear=cfg.faces_closed_ear)
 
 
 def augment(crops: np.ndarray, rng: np.random.Generator, photometric: str = "basic") -> np.ndarray:
@@ -215,7 +220,7 @@ def train_eye_model(
             f"{len(val)} validation crops from other faces"
         )
     if cfg.faces is not None:
-        faces = annotated_face_eyes(cfg.faces, cfg.faces_val_fraction, cfg.faces_split_seed)
+        faces = annotated_face_eyes(cfg)
         say(
             f"eyes of annotated faces: {len(faces)} crops ({int(faces.labels.sum())} closed) from the training "
             f"faces of {cfg.faces}"
