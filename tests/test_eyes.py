@@ -158,7 +158,8 @@ def test_train_eyes_adds_the_eyes_of_the_training_faces(tmp_path: Path, capsys) 
     assert line.endswith("nowhere: folder not found (expected 300-W faces: NAME.jpg + NAME.pts)")
     line = _error_line(capsys, [*argv, "--faces-share", "0.8"])
     assert line.endswith(
-        "--faces-share 0.8: must be below 0.7 (the rendered eyes carry 0.3 of the loss, the real crops the rest)"
+        "--faces-share 0.8: must be below 0.7 "
+        "(the rendered eyes carry 0.3 of the loss, the real crops of --data the rest)"
     )
 
 

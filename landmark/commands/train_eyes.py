@@ -77,10 +77,11 @@ def run(args: argparse.Namespace) -> int:
         raise LandmarkError("nothing to train on: give --data or --rendered-faces > 0")
     if args.faces is not None and not args.faces.is_dir():
         raise LandmarkError(f"--faces {args.faces}: folder not found (expected 300-W faces: NAME.jpg + NAME.pts)")
-    if args.faces is not None and args.faces_share + EyeTrainConfig.rendered_share >= 1.0:
+    rendered_share = EyeTrainConfig.rendered_share if args.rendered_faces else 0.0
+    if args.faces is not None and args.data is not None and args.faces_share + rendered_share >= 1.0:
         raise LandmarkError(
-            f"--faces-share {args.faces_share:g}: must be below {1.0 - EyeTrainConfig.rendered_share:g} "
-            f"(the rendered eyes carry {EyeTrainConfig.rendered_share:g} of the loss, the real crops the rest)"
+            f"--faces-share {args.faces_share:g}: must be below {1.0 - rendered_share:g} "
+            f"(the rendered eyes carry {rendered_share:g} of the loss, the real crops of --data the rest)"
         )
     if args.pretrained is not None and args.arch != "mobilenet":
         raise LandmarkError(f"--pretrained {args.pretrained}: only --arch mobilenet starts from ImageNet weights")
