@@ -163,6 +163,20 @@ def test_train_eyes_adds_the_eyes_of_the_training_faces(tmp_path: Path, capsys) 
     )
 
 
+def test_eval_eyes_faces_scores_the_chosen_split(tmp_path: Path, capsys) -> None:
+    """``--faces`` scores the validation faces by default and every face with ``--split all`` (a held-out
+    folder); faces the detector does not find are counted, not scored, and the rates print as '-'."""
+    _write_300w_eye_faces(tmp_path / "faces", 4)  # flat grey photos: no detector finds a face in them
+    for split, n in ((None, 1), ("all", 4), ("train", 3)):
+        out = tmp_path / f"{split}.json"
+        argv = ["eval-eyes", "--faces", str(tmp_path / "faces"), "--json", str(out)]
+        assert main(argv + (["--split", split] if split else [])) == 0
+        report = json.loads(out.read_text())
+        assert (report["n"], report["detected"], report["split"]) == (n, 0, split or "val")
+        assert report["closed_rate"] is None
+    assert "detected 0; reported eyes closed: fused 0 (-), EAR alone 0 (-); mean p" in capsys.readouterr().out
+
+
 def test_roc_auc_counts_ordered_pairs_and_ties() -> None:
     assert roc_auc(np.array([0.1, 0.2, 0.8, 0.9]), np.array([0, 0, 1, 1])) == 1.0
     assert roc_auc(np.array([0.9, 0.8, 0.2, 0.1]), np.array([0, 0, 1, 1])) == 0.0

@@ -3,6 +3,11 @@
 The CEW layout (``../shared/data/cew_eyes``): 24 x 24 grey crops, about 1.5 eye widths across, centred on the
 eye. ``--split val`` scores only the faces the shipped model was validated on (never trained on) under the
 project's by-face split of that folder; ``all`` (the default) scores every crop, e.g. a held-out set.
+
+``--faces DIR`` runs the open-eye check instead: photos of open-eyed faces with 300-W annotations through the
+whole pipeline, reporting how many it reads as eyes closed; by default on the validation faces of the 300-W
+split (those the default landmark model never trained on), with ``--split all`` on every face of a held-out
+folder.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import numpy as np
 
 from landmark.commands.output import write_json
 from landmark.errors import LandmarkError
+from landmark.progress import progress_bar
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -29,7 +35,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument(
         "--faces",
         type=Path,
-        help="instead: a 300-W folder of open-eyed faces; the whole pipeline's eyes-closed rate on its val split",
+        help="instead: a 300-W folder of open-eyed faces; the whole pipeline's eyes-closed rate (on its val split "
+        "unless --split says otherwise)",
     )
     parser.add_argument(
         "--landmark-model", type=Path, help="with --faces: the landmark model (default: landmark/weights/default.onnx)"
@@ -40,8 +47,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--split",
         choices=("all", "train", "val"),
-        default="all",
-        help="which faces of the by-face split to score (default: all crops)",
+        help="which faces of the split to score: with --data the by-face split of the crops (default: all), with "
+        "--faces the 300-W split (default: val, the faces the default landmark model never trained on; all for a "
+        "held-out folder)",
     )
     parser.add_argument(
         "--latency", action="store_true", help="also time the model and the eye crops per face (1 thread, ~10 s)"
@@ -57,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
     from landmark.eyes.metrics import eye_state_scores
     from landmark.eyes.model import DEFAULT_EYE_MODEL, EyeStateModel, eye_latency
 
+    args.split = args.split or "all"
     eyes = load_eye_folder(args.data, args.split)  # a missing folder or an unreadable image: one error line
     model = EyeStateModel.from_path(args.model)
     start = time.perf_counter()
@@ -90,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_faces(args: argparse.Namespace) -> int:
-    """The 300-W open-eye check (``landmark.eyes.faces``) on the validation faces of the given split."""
+    """The 300-W open-eye check (``landmark.eyes.faces``) on the faces of the chosen split (default: val)."""
     from landmark.data.readers import read_300w, split_records
     from landmark.demo_app import check_model_path
     from landmark.detect import build_detector, close_detector
@@ -101,35 +110,36 @@ def run_faces(args: argparse.Namespace) -> int:
     if not args.faces.is_dir():
         raise LandmarkError(f"{args.faces}: folder not found (expected 300-W faces: NAME.jpg + NAME.pts)")
     records = read_300w(args.faces)
-    _, val = split_records(records, args.val_fraction, args.split_seed)
+    split = args.split or "val"
+    train, val = split_records(records, args.val_fraction, args.split_seed)
+    faces = {"all": records, "train": train, "val": val}[split]
     model_path = check_model_path(args.landmark_model)
     predictor = LandmarkPredictor.from_path(model_path)
     eye_model = EyeStateModel.from_path(args.model)
     detector = build_detector(None, None, photos=True)
     try:
-        result = open_eye_check(val, predictor, detector, eye_model)
+        bar = progress_bar(faces, total=len(faces), desc="open-eye check", unit="face")
+        result = open_eye_check(bar, predictor, detector, eye_model)
     finally:
         close_detector(detector)
     table_out = sys.stderr if args.json_out == "-" else sys.stdout
     print(
-        f"open-eyed faces {args.faces} (val split: fraction {args.val_fraction:g}, seed {args.split_seed}) | "
+        f"open-eyed faces {args.faces} ({split} split: val fraction {args.val_fraction:g}, seed {args.split_seed}) | "
         f"landmarks {model_path} | eye model {args.model or DEFAULT_EYE_MODEL}",
         file=table_out,
     )
-    rate = result["closed_rate"]
-    ear_rate = result["closed_ear_only_rate"]
     print(
         f"faces {result['n']}, detected {result['detected']}; reported eyes closed: fused {result['closed']} "
-        f"({'-' if rate is None else f'{100 * rate:.1f}%'}), EAR alone {result['closed_ear_only']} "
-        f"({'-' if ear_rate is None else f'{100 * ear_rate:.1f}%'}); mean p (smaller closed probability of both eyes) "
-        f"{result['mean_prob_closed']:.3f}, 99th percentile {result['p99_prob_closed']:.3f}",
+        f"({_or_dash(result['closed_rate'], '{:.1%}')}), EAR alone {result['closed_ear_only']} "
+        f"({_or_dash(result['closed_ear_only_rate'], '{:.1%}')}); mean p (smaller closed probability of both eyes) "
+        f"{_or_dash(result['mean_prob_closed'], '{:.3f}')}, 99th percentile "
+        f"{_or_dash(result['p99_prob_closed'], '{:.3f}')}",
         file=table_out,
     )
-    open_rate = result["annotated_open_closed_rate"]
     print(
         f"faces whose annotated eyes are open (annotated EAR of both eyes >= {result['open_ear_min']:g}): "
         f"{result['annotated_open']}; reported eyes closed: fused {result['annotated_open_closed']} "
-        f"({'-' if open_rate is None else f'{100 * open_rate:.1f}%'}), EAR alone "
+        f"({_or_dash(result['annotated_open_closed_rate'], '{:.1%}')}), EAR alone "
         f"{result['annotated_open_closed_ear_only']}",
         file=table_out,
     )
@@ -140,11 +150,17 @@ def run_faces(args: argparse.Namespace) -> int:
                 "faces": str(args.faces),
                 "val_fraction": args.val_fraction,
                 "split_seed": args.split_seed,
+                "split": split,
                 "landmark_model": str(model_path),
                 **result,
             },
         )
     return 0
+
+
+def _or_dash(value: float | None, template: str) -> str:
+    """``template`` filled with ``value``, or '-' when there is none (no face detected, no eye read)."""
+    return "-" if value is None else template.format(value)
 
 
 def format_table(scores: dict) -> str:
