@@ -65,8 +65,8 @@ def run(args: argparse.Namespace) -> int:
     from landmark.eyes.metrics import eye_state_scores
     from landmark.eyes.model import DEFAULT_EYE_MODEL, EyeStateModel, eye_latency
 
-    args.split = args.split or "all"
-    eyes = load_eye_folder(args.data, args.split)  # a missing folder or an unreadable image: one error line
+    split = args.split or "all"  # --split has no default: --faces defaults to val
+    eyes = load_eye_folder(args.data, split)  # a missing folder or an unreadable image: one error line
     model = EyeStateModel.from_path(args.model)
     start = time.perf_counter()
     probs = np.concatenate([model.predict_crops(eyes.crops[i : i + 256]) for i in range(0, len(eyes), 256)])
@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     table_out = sys.stderr if args.json_out == "-" else sys.stdout
     name = args.model or DEFAULT_EYE_MODEL
     print(
-        f"eye-state model {name} | data {args.data} (split {args.split}) | closed when p >= {model.threshold:g}",
+        f"eye-state model {name} | data {args.data} (split {split}) | closed when p >= {model.threshold:g}",
         file=table_out,
     )
     print(format_table(scores), file=table_out)
@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json_out is not None:
         keys = ("n", "accuracy", "auc", "recall_open", "recall_closed", "threshold", "n_open", "n_closed")
         report = {key: scores[key] for key in keys}
-        report.update(data=str(args.data), split=args.split, model=str(name), ms_per_eye_batched=round(ms_per_eye, 4))
+        report.update(data=str(args.data), split=split, model=str(name), ms_per_eye_batched=round(ms_per_eye, 4))
         if latency is not None:
             report.update({key: round(value, 4) for key, value in latency.items()})
         write_json(args.json_out, report)
