@@ -27,6 +27,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--calibration-size", type=int, default=256, help="faces used to calibrate and compare (default: %(default)s)"
     )
     parser.add_argument(
+        "--no-equalize",
+        action="store_true",
+        help="with --int8: keep each map's channel scales as trained instead of equalizing their ranges on the "
+        "calibration crops first (the default; landmark/models/equalize.py)",
+    )
+    parser.add_argument(
         "--pt",
         type=Path,
         metavar="PATH",
@@ -77,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
             args.data_format, args.calibration, scheme, size, crop_scale_of(state), args.calibration_size
         )
     make_folder(args.out.parent, "--out")
-    summary = export_checkpoint(args.checkpoint, args.out, args.opset)
+    equalize_on = crops[0] if crops is not None and not args.no_equalize else None
+    summary = export_checkpoint(args.checkpoint, args.out, args.opset, equalize_on)
     print(
         f"wrote {summary['path']} ({summary['bytes'] / 1024:.0f} KB, opset {summary['opset']}); "
         f"ONNX Runtime vs PyTorch max abs diff {summary['max_abs_diff']:.2e}"

@@ -155,12 +155,23 @@ def export_model(
     return {"path": str(out_path), "bytes": len(data), "opset": opset, "max_abs_diff": diff}
 
 
-def export_checkpoint(checkpoint_path: str | Path, out_path: str | Path, opset: int = DEFAULT_OPSET) -> dict[str, Any]:
-    """``landmark export`` without INT8: a ``.pt`` checkpoint -> an ONNX file with metadata. Dead backbone
-    channels are removed first (``landmark.models.prune``: fewer channels, the same function)."""
+def export_checkpoint(
+    checkpoint_path: str | Path,
+    out_path: str | Path,
+    opset: int = DEFAULT_OPSET,
+    equalize_on: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """``landmark export``: a ``.pt`` checkpoint -> an ONNX file with metadata. Dead backbone channels are
+    removed first (``landmark.models.prune``: fewer channels, the same function). With ``equalize_on``, a
+    batch of calibration crops, the activation ranges are equalized on them for INT8 export
+    (``landmark.models.equalize``: the same function, better suited to one INT8 scale per tensor)."""
     from landmark.checkpoint import load_model
     from landmark.models.prune import remove_dead_channels
 
     model, scheme, state = load_model(checkpoint_path)
     remove_dead_channels(model)
+    if equalize_on is not None:
+        from landmark.models.equalize import equalize_activation_ranges
+
+        equalize_activation_ranges(model, equalize_on)
     return export_model(model, scheme, out_path, crop_scale_of(state), state.get("train_config"), opset)

@@ -20,6 +20,8 @@ Used by ``landmark export``; checkpoints keep their full shapes, so training and
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -45,6 +47,39 @@ def _producer(layer: nn.Module) -> tuple[nn.Conv2d, nn.BatchNorm2d] | None:
     if isinstance(layer, DepthwiseSeparable):
         return _conv_bn(layer[1])
     return _conv_bn(layer)
+
+
+@dataclass
+class DepthwiseBoundary:
+    """A backbone map whose channels can be changed one by one: read only by the next v1 block's depthwise
+    conv (one filter per channel) and perhaps by the local refiner (one read-out weight per channel)."""
+
+    index: int  # of the producing layer
+    producer: tuple[nn.Conv2d, nn.BatchNorm2d]
+    consumer: DepthwiseSeparable
+    depthwise: tuple[nn.Conv2d, nn.BatchNorm2d]
+    pointwise: tuple[nn.Conv2d, nn.BatchNorm2d]
+    sampled: bool  # the local refiner samples this map (the stride-4 tap)
+
+
+def depthwise_boundaries(model: nn.Module) -> Iterator[DepthwiseBoundary]:
+    """Every ``DepthwiseBoundary`` of a PFLD's backbone, in order. Skipped: maps the head reads (its convs
+    mix channels), maps a reduced or shared local read-out mixes, and MobileNetV2 blocks."""
+    backbone, local = model.backbone, getattr(model, "local", None)
+    for index in range(1, len(backbone.layers)):
+        consumer, producer = backbone.layers[index], _producer(backbone.layers[index - 1])
+        if not isinstance(consumer, DepthwiseSeparable) or producer is None:
+            continue
+        depthwise, pointwise = _conv_bn(consumer[0]), _conv_bn(consumer[1])
+        if depthwise is None or pointwise is None:
+            continue
+        readers = [stride for stride, tap in backbone.tap_index.items() if tap == index - 1]
+        sampled = local is not None and model.aux_stride in readers
+        if any(stride != model.aux_stride for stride in readers):
+            continue  # the head reads this map
+        if sampled and not (isinstance(local.reduce, nn.Identity) and isinstance(local.shared, nn.Identity)):
+            continue
+        yield DepthwiseBoundary(index - 1, producer, consumer, depthwise, pointwise, sampled)
 
 
 def _keep_outputs(conv: nn.Conv2d, bn: nn.BatchNorm2d, keep: torch.Tensor) -> None:
@@ -80,39 +115,27 @@ def remove_dead_channels(model: nn.Module, multiple: int = CHANNEL_MULTIPLE) -> 
     """Remove the dead channels of ``model`` (a ``PFLD`` in eval use) in place; returns {producing layer:
     channels removed}. The output is unchanged on the images it was trained on (see the module docstring)."""
     silence_dead_channels(model)
-    backbone, local = model.backbone, getattr(model, "local", None)
+    local = getattr(model, "local", None)
     removed = {}
-    for index in range(1, len(backbone.layers)):
-        consumer, producer = backbone.layers[index], _producer(backbone.layers[index - 1])
-        if not isinstance(consumer, DepthwiseSeparable) or producer is None:
-            continue
-        depthwise, pointwise = _conv_bn(consumer[0]), _conv_bn(consumer[1])
-        if depthwise is None or pointwise is None:
-            continue
-        readers = [stride for stride, tap in backbone.tap_index.items() if tap == index - 1]
-        samples_map = local is not None and model.aux_stride in readers
-        if any(stride != model.aux_stride for stride in readers):
-            continue  # the head reads this map: its channels are not ours to drop
-        if samples_map and not (isinstance(local.reduce, nn.Identity) and isinstance(local.shared, nn.Identity)):
-            continue  # a reduced or shared read-out mixes channels before the per-point weights
-        dw_conv, dw_bn = depthwise
+    for boundary in depthwise_boundaries(model):
+        dw_conv, dw_bn = boundary.depthwise
         gone = _channels_to_remove(dw_bn.running_var < DEAD_CHANNEL_VARIANCE, multiple)
         if not gone.any():
             continue
         keep = (~gone).nonzero().squeeze(1)
         # silenced: the depthwise channel outputs its BatchNorm bias, then the block's activation
-        constant = consumer[0][2](dw_bn.bias.detach()[gone].clone())
-        pw_conv, pw_bn = pointwise
+        constant = boundary.consumer[0][2](dw_bn.bias.detach()[gone].clone())
+        pw_conv, pw_bn = boundary.pointwise
         pw_bn.running_mean -= (pw_conv.weight[:, gone, 0, 0] * constant).sum(1)
         _keep_inputs(pw_conv, keep)
         _keep_outputs(dw_conv, dw_bn, keep)
-        _keep_outputs(*producer, keep)
-        if samples_map:
+        _keep_outputs(*boundary.producer, keep)
+        if boundary.sampled:
             per_channel = local.features // gone.numel()  # grid x grid samples of each channel, channel-major
             columns = (keep[:, None] * per_channel + torch.arange(per_channel)).reshape(-1)
             local.weight = nn.Parameter(local.weight.detach()[:, columns].clone())
             local.features = local.readout_features = len(columns)
-        removed[f"backbone.layers.{index - 1}"] = int(gone.sum())
+        removed[f"backbone.layers.{boundary.index}"] = int(gone.sum())
     if removed:
         logger.info("removed dead channels before export: %s", removed)
     return removed
