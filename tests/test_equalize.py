@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnxruntime as ort
+import pytest
 import torch
 from conftest import write_synthetic_face
 from onnx import numpy_helper
@@ -82,7 +83,8 @@ def test_equalizing_keeps_the_landmarks_and_evens_out_each_map() -> None:
 
 def test_equalizing_brings_int8_closer_to_fp32(tmp_path: Path) -> None:
     # The reason it exists: the same uneven model quantized with and without it, calibrated on the same crops
-    # and compared with its fp32 output on other crops.
+    # and compared with its fp32 output on other crops. Min-max ranges, so that the percentile's clipping of
+    # the loud channels does not blur what equalizing does.
     calibration, test = _crops(32), _crops(16, seed=1)
     errors = {}
     for equalize in (False, True):
@@ -91,7 +93,7 @@ def test_equalizing_brings_int8_closer_to_fp32(tmp_path: Path) -> None:
             equalize_activation_ranges(model, calibration)
         fp32, int8 = tmp_path / f"{equalize}.onnx", tmp_path / f"{equalize}.int8.onnx"
         export_model(model, scheme_for(68), fp32)
-        quantize_int8(fp32, int8, calibration)
+        quantize_int8(fp32, int8, calibration, method="minmax")
         sessions = [ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]) for path in (fp32, int8)]
         outputs = [session.run([OUTPUT_NAME], {INPUT_NAME: test})[0] for session in sessions]
         errors[equalize] = float(np.abs(outputs[1] - outputs[0]).mean())
@@ -127,3 +129,16 @@ def test_export_int8_equalizes_unless_told_not_to(tmp_path: Path, capsys) -> Non
     # the same function written with other scales: some folded conv weights differ, none changes shape
     changed = [name for name, array in weights[False].items() if not np.allclose(array, weights[True][name])]
     assert weights[False].keys() == weights[True].keys() and len(changed) >= 5
+
+
+def test_export_offers_the_calibration_methods_the_quantizer_has(tmp_path: Path) -> None:
+    from landmark.commands import export as export_command
+    from landmark.errors import LandmarkError
+    from landmark.inference.quantize import CALIBRATION_METHODS
+
+    assert set(export_command.CALIBRATION_METHODS) == set(CALIBRATION_METHODS)
+    model = _uneven_model()
+    export_model(model, scheme_for(68), tmp_path / "m.onnx")
+    with pytest.raises(LandmarkError, match="calibration method: expected one of percentile, minmax, got 'entropy'"):
+        quantize_int8(tmp_path / "m.onnx", tmp_path / "m.int8.onnx", _crops(2), method="entropy")
+    assert not (tmp_path / "m.int8.onnx").exists()

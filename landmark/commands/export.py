@@ -9,6 +9,7 @@ from landmark.errors import LandmarkError
 from landmark.files import check_writable, make_folder, same_path
 
 DATA_FORMATS = ("300w", "wflw", "csv", "json")
+CALIBRATION_METHODS = ("percentile", "minmax")  # landmark.inference.quantize.CALIBRATION_METHODS, without importing it
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -25,6 +26,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--data-format", choices=DATA_FORMATS, default="300w", help="format of --calibration")
     parser.add_argument(
         "--calibration-size", type=int, default=256, help="faces used to calibrate and compare (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--calibration-method",
+        choices=CALIBRATION_METHODS,
+        default="percentile",
+        help="how INT8 sets each activation's range from the calibration crops: its 99.99th percentile or its "
+        "extremes (default: %(default)s)",
     )
     parser.add_argument(
         "--no-equalize",
@@ -98,9 +106,15 @@ def run(args: argparse.Namespace) -> int:
         from landmark.inference.quantize import export_int8
 
         int8 = export_int8(
-            args.out, int8_path(args.out), args.data_format, args.calibration, args.calibration_size, crops
+            args.out,
+            int8_path(args.out),
+            args.data_format,
+            args.calibration,
+            args.calibration_size,
+            crops,
+            args.calibration_method,
         )
-        print(f"wrote {int8['path']} ({int8['bytes'] / 1024:.0f} KB, INT8 QDQ per-channel)")
+        print(f"wrote {int8['path']} ({int8['bytes'] / 1024:.0f} KB, INT8 QDQ per-channel, {int8['method']} ranges)")
         print(
             f"NME on {int8['n']} crops of {args.calibration}: fp32 {int8['nme_fp32']:.4f} -> "
             f"int8 {int8['nme_int8']:.4f} (change {int8['nme_change']:+.4f})"
