@@ -4,8 +4,8 @@ better fit for one INT8 scale per tensor.
 INT8 export quantizes each activation tensor with a single scale, set by its largest value on the
 calibration crops, while weights get one scale per output channel. A map whose channels differ widely in
 range -- one channel up to 100, most under 10 -- leaves the quiet channels a few integer steps. Models
-started from ImageNet weights have such maps (the 300-W line of docs/results.md reached 10x between the
-largest and the median channel where the scratch-trained default model has 2-4x), and INT8 cost them
+started from ImageNet weights have such maps (in the 300-W line of docs/results.md the largest channel
+reached up to 11x the median one, where the scratch-trained default model has 2-4x), and INT8 cost them
 0.20 points of NME against the default model's 0.03.
 
 A ReLU commutes with a positive scale, so a map's channel ``c`` can be multiplied by ``k_c`` where it is
@@ -17,7 +17,7 @@ channel through its own read-out weights, which share one scale per point with a
 ``k_c`` is the square root, halving the spread on both sides. This is the cross-layer equalization of
 Nagel et al. (2019, "Data-free quantization"), scaled by measured activations rather than weights, and only
 where the reader is per channel; equalizing the depthwise outputs as well (their reader, a pointwise conv,
-mixes channels) was measured worse (docs/results.md, 2026-12-05).
+mixes channels) was measured no better (docs/results.md, 2026-12-05).
 """
 
 from __future__ import annotations
