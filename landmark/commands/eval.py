@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from contextlib import ExitStack
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from landmark.commands import non_negative_int, positive_int
 from landmark.commands.output import write_json
 from landmark.config import default_model_path
 from landmark.data.crop import face_box_from_points
+from landmark.data.perturb import PERTURBATIONS, perturbed_records
 from landmark.data.schemes import Scheme
 from landmark.detect import DETECTORS, build_detector, close_detector
 from landmark.detect.calibration import boxes_from_detector
@@ -61,6 +63,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--detector-model", help="model file of the detector (mediapipe needs one; yunet ships)")
     parser.add_argument("--flip-test", action="store_true", help="average with the prediction on the mirrored crop")
+    parser.add_argument(
+        "--perturb",
+        choices=tuple(PERTURBATIONS),
+        metavar="NAME",
+        help="change every photo first, as a driver camera's conditions would, before detector and model see it: "
+        + "; ".join(f"{name} ({what})" for name, (what, _) in PERTURBATIONS.items()),
+    )
     parser.add_argument(
         "--val-fraction",
         type=float,
@@ -121,42 +130,48 @@ def run(args: argparse.Namespace) -> int:
             f"{source} predicts {scheme.num_points} points ({scheme.name}) but {args.data} has "
             f"{'/'.join(map(str, sorted(counts)))}-point annotations: use a model of that scheme"
         )
-    fallbacks = 0
-    if args.box == "detector":
-        detector = build_detector(args.detector, args.detector_model, photos=True)
-        progress = partial(progress_bar, desc="detecting faces", unit="face")
-        try:
-            records, fallbacks = boxes_from_detector(records, detector, progress=progress)
-        finally:
-            close_detector(detector)
-    if args.dlib is not None:
-        out = predict_with_dlib(dlib_model, records, args.box == "detector", args.flip_test)
-    else:
-        dataset = LandmarkDataset(
-            records,
-            scheme,
-            model.input_size,
-            crop_scale,
-            augment=None,
-            box_source="box" if args.box == "detector" else "points",
-        )
-        loader = DataLoader(dataset, batch_size=args.batch_size, num_workers=0)
-        with torch.inference_mode():
-            out = predict_loader(
-                model,
-                progress_bar(loader, desc="evaluating", unit="batch"),
+    photo_names = [record.image_path.name for record in records]  # --perturb's copies have names of their own
+    with ExitStack() as stack:  # --perturb's copies of the photos live until the predictions are made
+        if args.perturb:
+            progress = partial(progress_bar, desc=f"perturbing photos ({args.perturb})", unit="face")
+            records = stack.enter_context(perturbed_records(records, args.perturb, progress))
+        fallbacks = 0
+        if args.box == "detector":
+            detector = build_detector(args.detector, args.detector_model, photos=True)
+            progress = partial(progress_bar, desc="detecting faces", unit="face")
+            try:
+                records, fallbacks = boxes_from_detector(records, detector, progress=progress)
+            finally:
+                close_detector(detector)
+        if args.dlib is not None:
+            out = predict_with_dlib(dlib_model, records, args.box == "detector", args.flip_test)
+        else:
+            dataset = LandmarkDataset(
+                records,
                 scheme,
-                torch.device("cpu"),
-                args.flip_test,
+                model.input_size,
+                crop_scale,
+                augment=None,
+                box_source="box" if args.box == "detector" else "points",
             )
+            loader = DataLoader(dataset, batch_size=args.batch_size, num_workers=0)
+            with torch.inference_mode():
+                out = predict_loader(
+                    model,
+                    progress_bar(loader, desc="evaluating", unit="batch"),
+                    scheme,
+                    torch.device("cpu"),
+                    args.flip_test,
+                )
     result = evaluate_predictions(out["pred"], out["gt"], out["attributes"], scheme)
-    names = [records[i].image_path.name for i in out["index"]]
+    names = [photo_names[i] for i in out["index"]]
     result["subsets"].update(source_subsets(np.asarray(result["per_face_nme"]), names))
     result.update(
         {
             "fallbacks": fallbacks,
             "box": args.box,
             "flip_test": args.flip_test,
+            "perturb": args.perturb,
             "checkpoint": source,
             "data": str(args.data),
             "scheme": scheme.name,
@@ -221,6 +236,7 @@ def format_summary(result: dict) -> str:
         f"{result['n']} faces  ({result['scheme']}, box {result['box']}"
         + (f", {result['fallbacks']} fell back to the landmark box" if result["box"] == "detector" else "")
         + (", flip test" if result["flip_test"] else "")
+        + (f", photos perturbed: {result['perturb']}" if result.get("perturb") else "")
         + ")",
         f"{'normalisation':<14} {'NME mean':>9} {'median':>8} {'FR@10%':>7} {'AUC@10%':>8}",
     ]
