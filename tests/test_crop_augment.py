@@ -152,7 +152,7 @@ def test_strong_augmentation_keeps_all_points():
 
 
 def test_config_files_load_and_none_is_identity():
-    for name in ("default", "strong", "none"):
+    for name in ("default", "strong", "none", "camera"):
         config = load_augment_config(name)
         assert set(config) >= {"rotation", "scale", "translate", "flip", "dropout"}
     assert load_augment_config("none") == validate_augment_config({})
@@ -169,6 +169,8 @@ def test_config_files_load_and_none_is_identity():
         ("scale: [1.2, 0.9]\n", r"aug.yaml: scale: min 1.2 is larger than max 0.9"),
         ("motion_blur: {p: 0.5, kernel: [3, 8]}\n", r"aug.yaml: motion_blur.kernel: expected odd integers"),
         ("- rotation\n", r"aug.yaml: expected a mapping"),
+        ("gamma: {p: 0.3, gamma: [2.0, 0.5]}\n", r"aug.yaml: gamma.gamma: min 2.0 is larger than max 0.5"),
+        ("noise: {p: 0.2, std: [0.0, 3.0]}\n", r"aug.yaml: noise.std: .*1.0"),
         ("rotation: [\n", r"aug.yaml: invalid YAML"),
     ],
 )
@@ -181,3 +183,22 @@ def test_bad_config_names_file_and_key(tmp_path, text, message):
 def test_missing_config_file(tmp_path):
     with pytest.raises(ConfigError, match="nope.yaml: cannot read"):
         load_augment_config(tmp_path / "nope.yaml")
+
+
+def test_camera_augmentation_darkens_brightens_and_adds_noise():
+    # configs/augment/camera.yaml reaches what a driver camera does to a face: both ends of the exposure
+    # range, a tone curve and sensor noise (RandomGamma, GaussNoise), on top of the default blocks.
+    rng = np.random.default_rng(3)
+    points, _ = asymmetric_face(rng)
+    image = np.full((240, 240, 3), 128, np.uint8)
+    augmenter = Augmenter(load_augment_config("camera"), IBUG_68, seed=0)
+    names = [type(t).__name__ for t in augmenter.photometric.transforms]
+    assert {"RandomGamma", "GaussNoise", "RandomBrightnessContrast", "ToGray"} <= set(names)
+    means, noisy = [], 0
+    for _ in range(60):
+        crop, _ = augmenter(image, points, face_box_from_points(points), 64, 1.25)
+        centre = crop[24:40, 24:40].astype(np.float64)  # inside the photo whatever the geometry draws
+        means.append(centre.mean())
+        noisy += np.abs(np.diff(centre, axis=1)).mean() > 2  # flat grey stays flat unless noise lands on it
+    assert min(means) < 100 and max(means) > 156
+    assert 5 <= noisy <= 30  # p = 0.2 (and the odd dropout hole)

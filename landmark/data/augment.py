@@ -17,6 +17,8 @@ Config keys (all optional; a missing key means "off"):
     flip: 0.5                   # horizontal flip probability
     color_jitter: {p: 0.3, brightness: 0.2, contrast: 0.2, saturation: 0.2, hue: 0.02}
     brightness_contrast: {p: 0.3, brightness: 0.2, contrast: 0.2}
+    gamma: {p: 0.3, gamma: [0.5, 2.0]}            # tone curve: > 1 crushes the shadows, < 1 washes out
+    noise: {p: 0.2, std: [0.02, 0.08]}            # Gaussian sensor noise, std as a fraction of 255
     blur: {p: 0.1, sigma: [0.5, 1.5]}            # Gaussian blur
     motion_blur: {p: 0.1, kernel: [3, 7]}         # odd kernel sizes in pixels
     jpeg: {p: 0.2, quality: [50, 95]}
@@ -49,6 +51,8 @@ CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "augment"
 PHOTOMETRIC_DEFAULTS: dict[str, dict] = {
     "color_jitter": {"p": 0.0, "brightness": 0.2, "contrast": 0.2, "saturation": 0.2, "hue": 0.02},
     "brightness_contrast": {"p": 0.0, "brightness": 0.2, "contrast": 0.2},
+    "gamma": {"p": 0.0, "gamma": [0.5, 2.0]},
+    "noise": {"p": 0.0, "std": [0.02, 0.08]},
     "blur": {"p": 0.0, "sigma": [0.5, 1.5]},
     "motion_blur": {"p": 0.0, "kernel": [3, 7]},
     "jpeg": {"p": 0.0, "quality": [50, 95]},
@@ -93,6 +97,10 @@ def _check_block(name: str, block: object, where: str) -> dict:
         out["hue"] = _number(out["hue"], f"{where}.hue", 0.0, 0.5)
     if "sigma" in out:
         out["sigma"] = _range(out["sigma"], f"{where}.sigma", 0.1, 10.0)
+    if "gamma" in out:
+        out["gamma"] = _range(out["gamma"], f"{where}.gamma", 0.1, 10.0)
+    if "std" in out:
+        out["std"] = _range(out["std"], f"{where}.std", 0.0, 1.0)
     if "kernel" in out:
         out["kernel"] = _range(out["kernel"], f"{where}.kernel", 3, 31)
         if any(int(k) != k or int(k) % 2 == 0 for k in out["kernel"]):
@@ -160,6 +168,11 @@ def _photometric_pipeline(cfg: dict, seed: int) -> A.Compose | None:
     if "brightness_contrast" in block:
         b = block["brightness_contrast"]
         transforms.append(A.RandomBrightnessContrast(b["brightness"], b["contrast"], p=b["p"]))
+    if "gamma" in block:  # albumentations takes gamma in percent
+        low, high = block["gamma"]["gamma"]
+        transforms.append(A.RandomGamma(gamma_limit=(100 * low, 100 * high), p=block["gamma"]["p"]))
+    if "noise" in block:
+        transforms.append(A.GaussNoise(std_range=tuple(block["noise"]["std"]), p=block["noise"]["p"]))
     if "blur" in block:
         transforms.append(A.GaussianBlur(sigma_limit=block["blur"]["sigma"], p=block["blur"]["p"]))
     if "motion_blur" in block:
