@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from landmark.data.readers import FaceRecord
+from landmark.errors import DataError
 
 NOISE_SIGMA = 20.0  # grey levels: a dim cabin at high sensor gain
 
@@ -91,7 +92,8 @@ def perturbed_records(
             path = written.get(record.image_path)
             if path is None:  # a photo with several faces is perturbed once
                 path = Path(folder) / f"{len(written):06d}.png"
-                cv2.imwrite(str(path), perturb_image(load_image(record.image_path), name))
+                if not cv2.imwrite(str(path), perturb_image(load_image(record.image_path), name)):
+                    raise DataError(f"{folder}: cannot write the perturbed copy of {record.image_path} (disk full?)")
                 written[record.image_path] = path
             out.append(replace(record, image_path=path))
         yield out
