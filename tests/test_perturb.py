@@ -57,10 +57,13 @@ def test_eval_perturb_scores_the_shipped_model_on_changed_real_faces(
     for perturb in (None, "near-infrared"):
         out = tmp_path / f"{perturb}.json"
         args = ["eval", "--data-format", "300w", "--data", str(shared_data / "faces300w" / "train")]
-        args += ["--val-fraction", "0.1", "--json", str(out)] + (["--perturb", perturb] if perturb else [])
+        args += ["--val-fraction", "0.1", "--json", str(out), "--report", str(tmp_path / f"report-{perturb}")]
+        args += ["--perturb", perturb] if perturb else []
         assert main(args) == 0
         results[perturb] = json.loads(out.read_text())
     assert "photos perturbed: near-infrared" in capsys.readouterr().out
+    assert "- photos perturbed: near-infrared" in (tmp_path / "report-near-infrared" / "report.md").read_text()
+    assert "- photos perturbed: no" in (tmp_path / "report-None" / "report.md").read_text()
     plain, infrared = results[None], results["near-infrared"]
     assert infrared["perturb"] == "near-infrared" and plain["perturb"] is None
     assert {"helen", "afw"} <= infrared["subsets"].keys()

@@ -268,6 +268,7 @@ def write_report(result: dict, nme: np.ndarray, folder: Path) -> None:
         f"- face box: {result['box']}"
         + (f" ({result['fallbacks']} fallbacks to the landmark box)" if result["box"] == "detector" else ""),
         f"- flip test: {'yes' if result['flip_test'] else 'no'}",
+        f"- photos perturbed: {result.get('perturb') or 'no'}",
         "",
         "| normalisation | NME mean | NME median | FR@10% | AUC@10% |",
         "|---|---|---|---|---|",
