@@ -15,10 +15,11 @@ from conftest import write_synthetic_face
 from landmark.checkpoint import load_model, save_checkpoint
 from landmark.config import CONFIG_DIR
 from landmark.data.crop import crop_matrix, face_box_from_points, points_to_crop
+from landmark.data.schemes import scheme_for
 from landmark.errors import DataError, LandmarkError
 from landmark.inference.export import batchnorm_count, export_checkpoint, read_onnx_metadata
 from landmark.inference.metadata import config_hash
-from landmark.inference.quantize import export_int8, fp32_nodes
+from landmark.inference.quantize import dataset_crops, export_int8, fp32_nodes
 from landmark.models.pfld import build_pfld, load_model_config
 
 TRAIN_CONFIG = {"data": {"crop_scale": 1.3, "format": "300w"}, "train": {"epochs": 1}}
@@ -185,6 +186,31 @@ def test_int8_calibration_refuses_a_degenerate_face(tmp_path: Path, exported: tu
     assert not (tmp_path / "x.int8.onnx").exists()
 
 
+def test_calibration_moves_every_second_face_in_its_crop(tmp_path: Path) -> None:
+    # The coordinate outputs are INT8 too: calibrated on centred faces alone, their range ended where centred
+    # faces end, and a face lower or larger in a detector's crop had its chin clipped (quantize.py docstring).
+    entries = []
+    for i, spacing in enumerate(np.linspace(10.0, 17.0, 6)):
+        image, points = write_synthetic_face(tmp_path, f"face{i}", spacing=float(spacing))
+        entries.append({"image": image.name, "points": points.tolist()})
+    (tmp_path / "faces.json").write_text(json.dumps(entries))
+
+    def crops(jitter: float) -> tuple[np.ndarray, np.ndarray]:
+        return dataset_crops("json", tmp_path / "faces.json", scheme_for(68), 112, 1.25, box_jitter=jitter)
+
+    (centred, centred_points), (moved, moved_points) = crops(0.0), crops(0.2)
+    assert np.array_equal(moved[0::2], centred[0::2]) and np.array_equal(moved_points[0::2], centred_points[0::2])
+    for i in (1, 3, 5):
+        shift = np.abs(moved_points[i].mean(0) - centred_points[i].mean(0)).max()
+        size = np.ptp(moved_points[i], 0).max() / np.ptp(centred_points[i], 0).max()
+        assert shift > 0.005 or abs(size - 1) > 0.02, (i, shift, size)
+    assert moved_points.min() < centred_points.min() or moved_points.max() > centred_points.max()
+    again, again_points = crops(0.2)  # the same crops every time
+    assert np.array_equal(again, moved) and np.array_equal(again_points, moved_points)
+    with pytest.raises(LandmarkError, match=r"calibration box jitter: expected .* \[0, 0.5\], got 0.6"):
+        crops(0.6)
+
+
 def mean_shape_checkpoint(path: Path, mean_shape: np.ndarray) -> Path:
     """A random network whose head is biased to ``mean_shape``: outputs that look like faces, as a trained
     model's do, so the NME comparison between fp32 and INT8 is measured on meaningful predictions."""
@@ -210,7 +236,8 @@ def test_int8_stays_close_to_fp32(tmp_path: Path) -> None:
     checkpoint = mean_shape_checkpoint(tmp_path / "mean.pt", mean_shape)
     fp32 = tmp_path / "mean.onnx"
     export_checkpoint(checkpoint, fp32)
-    summary = export_int8(fp32, tmp_path / "mean.int8.onnx", "json", table)
+    # centred crops only: a network that outputs the mean shape cannot follow a face moved in its crop
+    summary = export_int8(fp32, tmp_path / "mean.int8.onnx", "json", table, box_jitter=0.0)
 
     assert summary["n"] == 8
     assert read_onnx_metadata(tmp_path / "mean.int8.onnx")["precision"] == "int8"

@@ -194,6 +194,19 @@ def test_export_refuses_to_overwrite_its_checkpoint_or_its_other_output(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]  # nothing written
 
 
+def test_export_refuses_a_calibration_jitter_out_of_range(
+    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "model.onnx"
+    args = ["export", "--checkpoint", str(checkpoint), "--out", str(out), "--int8", "--calibration", str(tmp_path)]
+    for jitter in ("-0.1", "0.7"):
+        assert main([*args, "--calibration-jitter", jitter]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        expected = f"--calibration-jitter: expected 0 to 0.5 (a share of the box side), got {float(jitter)}"
+        assert err == [f"landmark export: error: {expected}"]
+    assert not out.exists()
+
+
 def test_export_reads_the_calibration_data_before_writing_anything(
     checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:

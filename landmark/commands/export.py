@@ -9,7 +9,9 @@ from landmark.errors import LandmarkError
 from landmark.files import check_writable, make_folder, same_path
 
 DATA_FORMATS = ("300w", "wflw", "csv", "json")
-CALIBRATION_METHODS = ("percentile", "minmax")  # landmark.inference.quantize.CALIBRATION_METHODS, without importing it
+# landmark.inference.quantize's CALIBRATION_METHODS and CALIBRATION_BOX_JITTER, without importing it
+CALIBRATION_METHODS = ("percentile", "minmax")
+CALIBRATION_BOX_JITTER = 0.2
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -33,6 +35,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default="percentile",
         help="how INT8 sets each activation's range from the calibration crops: its 99.99th percentile or its "
         "extremes (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--calibration-jitter",
+        type=float,
+        default=CALIBRATION_BOX_JITTER,
+        metavar="J",
+        help="cut every second calibration crop around the landmark box moved and scaled by up to J of its side, "
+        "as a detector's box places faces; 0 centres them all (default: %(default)s)",
     )
     parser.add_argument(
         "--no-equalize",
@@ -78,6 +88,10 @@ def run(args: argparse.Namespace) -> int:
         raise LandmarkError("--int8 needs --calibration DATA (annotated faces, see --data-format)")
     if args.calibration_size <= 0:
         raise LandmarkError(f"--calibration-size: expected a positive number, got {args.calibration_size}")
+    if not 0.0 <= args.calibration_jitter <= 0.5:
+        raise LandmarkError(
+            f"--calibration-jitter: expected 0 to 0.5 (a share of the box side), got {args.calibration_jitter}"
+        )
     check_outputs(args)
     crops = None
     if args.int8:  # read the calibration faces first: bad --calibration data must not leave a new .onnx behind
@@ -88,7 +102,13 @@ def run(args: argparse.Namespace) -> int:
         model, scheme, state = load_model(args.checkpoint)
         size = int(model.input_size)
         crops = dataset_crops(
-            args.data_format, args.calibration, scheme, size, crop_scale_of(state), args.calibration_size
+            args.data_format,
+            args.calibration,
+            scheme,
+            size,
+            crop_scale_of(state),
+            args.calibration_size,
+            args.calibration_jitter,
         )
     make_folder(args.out.parent, "--out")
     equalize_on = crops[0] if crops is not None and not args.no_equalize else None
@@ -113,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
             args.calibration_size,
             crops,
             args.calibration_method,
+            args.calibration_jitter,
         )
         print(f"wrote {int8['path']} ({int8['bytes'] / 1024:.0f} KB, INT8 QDQ per-channel, {int8['method']} ranges)")
         print(
