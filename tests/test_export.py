@@ -13,13 +13,14 @@ import torch
 from conftest import write_synthetic_face
 
 from landmark.checkpoint import load_model, save_checkpoint
+from landmark.commands import export as export_command
 from landmark.config import CONFIG_DIR
 from landmark.data.crop import crop_matrix, face_box_from_points, points_to_crop
 from landmark.data.schemes import scheme_for
 from landmark.errors import DataError, LandmarkError
 from landmark.inference.export import batchnorm_count, export_checkpoint, read_onnx_metadata
 from landmark.inference.metadata import config_hash
-from landmark.inference.quantize import dataset_crops, export_int8, fp32_nodes
+from landmark.inference.quantize import CALIBRATION_BOX_JITTER, dataset_crops, export_int8, fp32_nodes
 from landmark.models.pfld import build_pfld, load_model_config
 
 TRAIN_CONFIG = {"data": {"crop_scale": 1.3, "format": "300w"}, "train": {"epochs": 1}}
@@ -209,6 +210,7 @@ def test_calibration_moves_every_second_face_in_its_crop(tmp_path: Path) -> None
     assert np.array_equal(again, moved) and np.array_equal(again_points, moved_points)
     with pytest.raises(LandmarkError, match=r"calibration box jitter: expected .* \[0, 0.5\], got 0.6"):
         crops(0.6)
+    assert export_command.CALIBRATION_BOX_JITTER == CALIBRATION_BOX_JITTER  # the CLI's copy of the default
 
 
 def mean_shape_checkpoint(path: Path, mean_shape: np.ndarray) -> Path:

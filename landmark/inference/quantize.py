@@ -18,10 +18,11 @@ points of NME better (docs/results.md, 2026-12-05).
 
 Every second calibration crop is cut around a moved and rescaled landmark box (``CALIBRATION_BOX_JITTER``).
 The output coordinates are INT8 tensors too, and their ranges come from the calibration crops: centred crops
-alone put every point between 0 and 0.93 of the crop, so a face that sits lower or larger in a detector's
-crop had its chin or jaw clipped there. Measured on the default model, the crops of a detector's box as
-deployment sees them: INT8 cost 0.21 points of NME with Haar boxes and 0.03 with YuNet's, and 0.05 and 0.00
-with the moved crops (docs/results.md, 2026-12-05, seventh session).
+alone put every point between 0 and 0.93 of the crop, so the points of a face that sits lower or larger in a
+detector's crop were clipped there. On the default model's validation faces, cropped around Haar's boxes,
+INT8 cost 0.21 points of NME with centred calibration crops and 0.07 with the moved ones; with YuNet's boxes
+and landmark boxes the change stays within what the choice of calibration crops moves (0.03 points;
+docs/results.md, 2026-12-05, seventh session).
 
 The accuracy cost is measured on the same crops: NME of fp32 and INT8 ONNX Runtime outputs against the
 ground truth, so the printed change is the quantization's alone.
