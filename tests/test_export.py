@@ -20,7 +20,14 @@ from landmark.data.schemes import scheme_for
 from landmark.errors import DataError, LandmarkError
 from landmark.inference.export import batchnorm_count, export_checkpoint, read_onnx_metadata
 from landmark.inference.metadata import config_hash
-from landmark.inference.quantize import CALIBRATION_BOX_JITTER, dataset_crops, export_int8, fp32_nodes
+from landmark.inference.quantize import (
+    CALIBRATION_BOX_JITTER,
+    coordinate_nodes,
+    dataset_crops,
+    export_int8,
+    fp32_backbone_convs,
+    run_onnx,
+)
 from landmark.models.pfld import build_pfld, load_model_config
 
 TRAIN_CONFIG = {"data": {"crop_scale": 1.3, "format": "300w"}, "train": {"epochs": 1}}
@@ -254,9 +261,40 @@ def test_int8_stays_close_to_fp32(tmp_path: Path) -> None:
     weights = {init.name: init for init in graph.initializer}
     convs = [node for node in graph.node if node.op_type == "Conv"]
     float_convs = [node.name for node in convs if node.input[1] in weights]
-    assert float_convs == fp32_nodes(onnx.load(str(fp32)))
+    assert float_convs == fp32_backbone_convs(onnx.load(str(fp32)))
     assert [weights[node.input[1]].dims[1] for node in convs if node.name in float_convs] == [3, 1]  # stem, dw
     assert len(convs) - len(float_convs) >= 10
+
+
+def test_int8_keeps_the_coordinate_arithmetic_fp32(tmp_path: Path) -> None:
+    # With both refiners: after the first stage's fc only their conv nets and fc layers run in INT8; the grids,
+    # corrections and final points stay fp32, so the output is not confined to 256 levels (quantize.py).
+    entries = []
+    for i, spacing in enumerate(np.linspace(10.0, 17.0, 6)):
+        image, points = write_synthetic_face(tmp_path, f"face{i}", spacing=float(spacing))
+        entries.append({"image": image.name, "points": points.tolist()})
+    (tmp_path / "faces.json").write_text(json.dumps(entries))
+    fp32 = tmp_path / "local.onnx"
+    export_checkpoint(make_checkpoint(tmp_path / "local.pt", config="pfld_local.yaml"), fp32)
+    int8 = tmp_path / "local.int8.onnx"
+    export_int8(fp32, int8, "json", tmp_path / "faces.json")
+
+    graph = onnx.load(str(fp32)).graph
+    kept = coordinate_nodes(onnx.load(str(fp32)))
+    op_types = {node.name: node.op_type for node in graph.node}
+    assert any(name.startswith("/local/") for name in kept) and any(name.startswith("/refiner/") for name in kept)
+    assert {"GridSample", "MatMul", "Add", "Concat"} <= {op_types[name] for name in kept}
+    assert not {"Conv", "Gemm", "Relu"} & {op_types[name] for name in kept}
+    assert op_types[kept[-1]] == "Gather" and graph.node[-1].name == kept[-1]  # the reordering into landmarks
+
+    quantized = onnx.load(str(int8)).graph
+    producer = {out: node for node in quantized.node for out in node.output}
+    assert producer["landmarks"].op_type == "Gather"  # not a DequantizeLinear of 8-bit points
+    weights = {init.name for init in quantized.initializer}
+    refiner_convs = [n for n in quantized.node if n.op_type == "Conv" and n.name.startswith("/refiner/convs/")]
+    assert refiner_convs and all(n.input[1] not in weights for n in refiner_convs)  # int8 weights, dequantized
+    crops = np.random.default_rng(0).uniform(-1, 1, (16, 3, 112, 112)).astype(np.float32)
+    assert len(np.unique(run_onnx(int8, crops))) > 256
 
 
 def test_benchmark_reports_every_backend_and_thread_count() -> None:

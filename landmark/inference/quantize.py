@@ -6,23 +6,31 @@ match deployment; random crops are fine for timing only. We use the QDQ format w
 ONNX Runtime's CPU provider fuses QDQ pairs into integer kernels, and per-channel scales matter for the
 depthwise convolutions, whose channels have very different weight ranges.
 
-Two convolutions stay fp32: the backbone's first two (``fp32_nodes``), the 3-channel stem and the first
-depthwise convolution, both at the highest resolution (56x56 at 112). ONNX Runtime's integer kernels are slow
-at those shapes (few input channels; depthwise), while its fp32 NCHWc kernels are fast: profiled on the default
-model they took 16% of the INT8 graph's time, and keeping them fp32 makes the whole graph 9% faster at the same
-accuracy. Keeping any other node fp32 was measured slower or no faster (docs/results.md, 2026-12-05).
+Two convolutions stay fp32: the backbone's first two (``fp32_backbone_convs``), the 3-channel stem and the
+first depthwise convolution, both at the highest resolution (56x56 at 112). ONNX Runtime's integer kernels are
+slow at those shapes (few input channels; depthwise), while its fp32 NCHWc kernels are fast: profiled on the
+default model they took 16% of the INT8 graph's time, and keeping them fp32 makes the whole graph 9% faster at
+the same accuracy.
+
+So does the arithmetic on landmark coordinates after the first stage (``coordinate_nodes``): the refiners'
+sampling grids, their corrections and the final points. In INT8 every one of those tensors had one 8-bit
+scale, a step of about half a pixel at 112 and a range fixed by the calibration crops, and each refiner stage
+added another rounding. Kept fp32 (the refiners' convolutions and fully connected layers stay INT8), the
+default model's INT8 loss fell from 0.03-0.08 points of NME to nothing, and the graph got 2% faster: fewer
+quantize and dequantize steps around nodes of a few hundred values (docs/results.md, 2026-12-05, seventh
+session).
 
 Each activation's range is the 99.99th percentile of its values on the calibration crops
 (``CALIBRATION_METHODS``), not their extreme: measured on two 300-W models, as good as min-max or up to 0.05
 points of NME better (docs/results.md, 2026-12-05).
 
 Every second calibration crop is cut around a moved and rescaled landmark box (``CALIBRATION_BOX_JITTER``).
-The output coordinates are INT8 tensors too, and their ranges come from the calibration crops: centred crops
-alone put every point between 0 and 0.93 of the crop, so the points of a face that sits lower or larger in a
-detector's crop were clipped there. On the default model's validation faces, cropped around Haar's boxes,
-INT8 cost 0.21 points of NME with centred calibration crops and 0.07 with the moved ones; with YuNet's boxes
-and landmark boxes the change stays within what the choice of calibration crops moves (0.03 points;
-docs/results.md, 2026-12-05, seventh session).
+The first stage's fully connected layer still outputs INT8 coordinates, whose range comes from the
+calibration crops: centred crops alone put every point between 0 and 0.93 of the crop, so the points of a
+face that sits lower or larger in a detector's crop were clipped there. On the default model's validation
+faces, cropped around Haar's boxes, INT8 cost 0.21 points of NME with centred calibration crops and 0.07
+with the moved ones, before the coordinate arithmetic went fp32 (docs/results.md, 2026-12-05, seventh
+session).
 
 The accuracy cost is measured on the same crops: NME of fp32 and INT8 ONNX Runtime outputs against the
 ground truth, so the printed change is the quantization's alone.
@@ -83,13 +91,36 @@ class _CropReader(CalibrationDataReader):
 
 
 FP32_BACKBONE_CONVS = 2  # how many of the backbone's first convolutions stay fp32 (see the module docstring)
+# the nodes after the first stage that compute with coordinates yet stay INT8: the refiners' conv nets and layers
+INT8_AFTER_FIRST_STAGE = ("Conv", "Gemm", "Relu")
 
 
-def fp32_nodes(model: onnx.ModelProto, count: int = FP32_BACKBONE_CONVS) -> list[str]:
-    """Names of the first ``count`` Conv nodes of the backbone (graph order; torch names them /backbone/...),
-    which ``quantize_int8`` leaves fp32."""
+def fp32_backbone_convs(model: onnx.ModelProto, count: int = FP32_BACKBONE_CONVS) -> list[str]:
+    """Names of the first ``count`` Conv nodes of the backbone (graph order; torch names them /backbone/...)."""
     convs = [node.name for node in model.graph.node if node.op_type == "Conv" and node.name.startswith("/backbone/")]
     return convs[:count]
+
+
+def coordinate_nodes(model: onnx.ModelProto) -> list[str]:
+    """Names of the nodes downstream of the first stage's fully connected layer (the graph's first Gemm: its
+    output is the coarse landmarks) other than ``INT8_AFTER_FIRST_STAGE`` ones: the refiners' grids, their
+    corrections and the final points, in graph order."""
+    gemms = [node for node in model.graph.node if node.op_type == "Gemm"]
+    if not gemms:
+        return []
+    reached, frontier = set(), set(gemms[0].output)
+    for node in model.graph.node:  # graph order is topological, so one pass reaches every descendant
+        if frontier.intersection(node.input):
+            reached.add(node.name)
+            frontier.update(node.output)
+    return [
+        node.name for node in model.graph.node if node.name in reached and node.op_type not in INT8_AFTER_FIRST_STAGE
+    ]
+
+
+def fp32_nodes(model: onnx.ModelProto) -> list[str]:
+    """The nodes ``quantize_int8`` leaves fp32: ``fp32_backbone_convs`` and ``coordinate_nodes``."""
+    return fp32_backbone_convs(model) + coordinate_nodes(model)
 
 
 def quantize_int8(
