@@ -16,9 +16,9 @@ So does the arithmetic on landmark coordinates after the first stage (``coordina
 sampling grids, their corrections and the final points. In INT8 every one of those tensors had one 8-bit
 scale, a step of about half a pixel at 112 and a range fixed by the calibration crops, and each refiner stage
 added another rounding. Kept fp32 (the refiners' convolutions and fully connected layers stay INT8), the
-default model's INT8 loss fell from 0.03-0.08 points of NME to nothing, and the graph got 2% faster: fewer
-quantize and dequantize steps around nodes of a few hundred values (docs/results.md, 2026-12-05, seventh
-session).
+INT8 loss of the default weights of 2026-12-03 fell from 0.03-0.08 points of NME to nothing, and the graph
+got 2% faster: fewer quantize and dequantize steps around nodes of a few hundred values (docs/results.md,
+2026-12-05, seventh session).
 
 Each activation's range is the 99.99th percentile of its values on the calibration crops
 (``CALIBRATION_METHODS``), not their extreme: measured on two 300-W models, as good as min-max or up to 0.05
