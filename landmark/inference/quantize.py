@@ -105,17 +105,16 @@ def coordinate_nodes(model: onnx.ModelProto) -> list[str]:
     """Names of the nodes downstream of the first stage's fully connected layer (the graph's first Gemm: its
     output is the coarse landmarks) other than ``INT8_AFTER_FIRST_STAGE`` ones: the refiners' grids, their
     corrections and the final points, in graph order."""
-    gemms = [node for node in model.graph.node if node.op_type == "Gemm"]
-    if not gemms:
+    first_fc = next((node for node in model.graph.node if node.op_type == "Gemm"), None)
+    if first_fc is None:
         return []
-    reached, frontier = set(), set(gemms[0].output)
+    frontier, names = set(first_fc.output), []
     for node in model.graph.node:  # graph order is topological, so one pass reaches every descendant
         if frontier.intersection(node.input):
-            reached.add(node.name)
             frontier.update(node.output)
-    return [
-        node.name for node in model.graph.node if node.name in reached and node.op_type not in INT8_AFTER_FIRST_STAGE
-    ]
+            if node.op_type not in INT8_AFTER_FIRST_STAGE:
+                names.append(node.name)
+    return names
 
 
 def fp32_nodes(model: onnx.ModelProto) -> list[str]:

@@ -90,8 +90,8 @@ def equalize_activation_ranges(model: nn.Module, images: np.ndarray) -> dict[str
         bn.bias.mul_(scale)
         boundary.depthwise[0].weight.div_(scale.view(-1, 1, 1, 1))
         if boundary.sampled:
-            per_channel = local.features // scale.numel()  # grid x grid samples of each channel, channel-major
-            local.weight.div_(scale.repeat_interleave(per_channel).view(1, -1, 1))
+            # grid x grid samples of each channel, channel-major
+            local.weight.div_(scale.repeat_interleave(len(local.offsets)).view(1, -1, 1))
         factors[f"backbone.layers.{boundary.index}"] = round(float(scale.max()), 1)
     if factors:
         logger.info("equalized activation ranges before INT8 export (largest factor per map): %s", factors)

@@ -131,7 +131,7 @@ def remove_dead_channels(model: nn.Module, multiple: int = CHANNEL_MULTIPLE) -> 
         _keep_outputs(dw_conv, dw_bn, keep)
         _keep_outputs(*boundary.producer, keep)
         if boundary.sampled:
-            per_channel = local.features // gone.numel()  # grid x grid samples of each channel, channel-major
+            per_channel = len(local.offsets)  # grid x grid samples of each channel, channel-major
             columns = (keep[:, None] * per_channel + torch.arange(per_channel)).reshape(-1)
             local.weight = nn.Parameter(local.weight.detach()[:, columns].clone())
             local.features = local.readout_features = len(columns)
